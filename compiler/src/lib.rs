@@ -1,0 +1,1 @@
+//! The precis compiler: ONNX frontend, rewrite passes, minimax engine, lowering.

@@ -1,0 +1,1 @@
+//! The precis runtime: the reference executor and the backends that run circuits.
