@@ -1,1 +1,2 @@
 //! The precis compiler: ONNX frontend, rewrite passes, minimax engine, lowering.
+pub mod passes;

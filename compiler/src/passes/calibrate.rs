@@ -1,0 +1,262 @@
+//! Range calibration: runs the exact model on data and records, at the input
+//! of every ReLU and max-pool, the largest |x| seen. The bound used by the
+//! approximation is `B = observed max × margin`. The same collector, run on
+//! an approximated model, counts inputs outside `[−B, B]` (overflows), which
+//! would make the polynomial diverge under encryption.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ir::{Graph, NodeId, Op, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Resolution of the |x| histogram: bins per octave, and the octave range.
+const BINS_PER_OCTAVE: f64 = 32.0;
+const MIN_LOG2: f64 = -40.0;
+const OCTAVES: usize = 80;
+
+/// Statistics of |x| at one layer's input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerRange {
+    /// `Relu`, `MaxPool`, `ApproxRelu` or `ApproxMaxPool`.
+    pub op: String,
+    pub observed_max: f64,
+    /// The bound B: `observed_max × margin` when calibrating; the node's own
+    /// bound when checking an approximated model.
+    pub bound: f64,
+    pub mean_abs: f64,
+    /// 99.9th percentile of |x| (histogram upper edge, within 2.2 %).
+    pub p999_abs: f64,
+    /// Values seen.
+    pub count: u64,
+    /// Values with |x| > bound.
+    pub overflows: u64,
+}
+
+/// Per-layer ranges, by node name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub margin: f64,
+    pub samples: usize,
+    pub layers: BTreeMap<String, LayerRange>,
+}
+
+impl Calibration {
+    pub fn total_overflows(&self) -> u64 {
+        self.layers.values().map(|l| l.overflows).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error("calibration margin {0} must be ≥ 1")]
+    Margin(f64),
+    #[error("calibration data is empty")]
+    NoData,
+    #[error("the model has no ReLU or max-pool to calibrate")]
+    NothingToCalibrate,
+    #[error("running the model on calibration data: {0}")]
+    Exec(String),
+}
+
+struct Accumulator {
+    op: &'static str,
+    bound: Option<f64>,
+    max: f64,
+    sum: f64,
+    count: u64,
+    overflows: u64,
+    zeros: u64,
+    hist: Vec<u64>,
+}
+
+impl Accumulator {
+    fn new(op: &'static str, bound: Option<f64>) -> Self {
+        Self {
+            op,
+            bound,
+            max: 0.0,
+            sum: 0.0,
+            count: 0,
+            overflows: 0,
+            zeros: 0,
+            hist: vec![0; OCTAVES * BINS_PER_OCTAVE as usize],
+        }
+    }
+
+    fn add(&mut self, t: &Tensor) {
+        let limit = self.bound.unwrap_or(f64::INFINITY);
+        for &v in &t.data {
+            let a = (v as f64).abs();
+            if !a.is_finite() {
+                // A diverged polynomial upstream: count it as an overflow.
+                self.overflows += 1;
+                self.count += 1;
+                self.max = f64::INFINITY;
+                continue;
+            }
+            self.max = self.max.max(a);
+            self.sum += a;
+            self.count += 1;
+            if a > limit {
+                self.overflows += 1;
+            }
+            if a == 0.0 {
+                self.zeros += 1;
+            } else {
+                let bin = ((a.log2() - MIN_LOG2) * BINS_PER_OCTAVE).floor();
+                let bin = bin.clamp(0.0, (self.hist.len() - 1) as f64) as usize;
+                self.hist[bin] += 1;
+            }
+        }
+    }
+
+    fn percentile(&self, q: f64) -> f64 {
+        let target = (q * self.count as f64).ceil() as u64;
+        let mut seen = self.zeros;
+        if seen >= target {
+            return 0.0;
+        }
+        for (i, &h) in self.hist.iter().enumerate() {
+            seen += h;
+            if seen >= target {
+                let upper = MIN_LOG2 + (i + 1) as f64 / BINS_PER_OCTAVE;
+                return 2f64.powf(upper).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Runs `graph` on every batch with the reference executor and collects the
+/// range at the input of each ReLU / max-pool (exact or approximated).
+/// With `margin`, the bound of each layer becomes `observed max × margin`;
+/// without, the bound of each approximated node is checked for overflows.
+pub fn collect_ranges(
+    graph: &Graph,
+    batches: impl IntoIterator<Item = Tensor>,
+    margin: Option<f64>,
+) -> Result<Calibration, CalibrateError> {
+    if let Some(m) = margin {
+        if !(m >= 1.0 && m.is_finite()) {
+            return Err(CalibrateError::Margin(m));
+        }
+    }
+    // operand id → the layers it feeds.
+    let mut feeds: HashMap<NodeId, Vec<String>> = HashMap::new();
+    let mut acc: BTreeMap<String, Accumulator> = BTreeMap::new();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        let bound = match &node.op {
+            Op::Relu | Op::MaxPool(_) => None,
+            Op::ApproxRelu(a) => Some(a.bound),
+            Op::ApproxMaxPool(a) => Some(a.bound),
+            _ => continue,
+        };
+        let operand = graph.operands(id)[0];
+        feeds.entry(operand).or_default().push(node.name.clone());
+        acc.insert(node.name.clone(), Accumulator::new(node.op.kind(), bound));
+    }
+    if acc.is_empty() {
+        return Err(CalibrateError::NothingToCalibrate);
+    }
+    let mut samples = 0;
+    for batch in batches {
+        samples += batch.shape.first().copied().unwrap_or(0);
+        runtime::reference::run_traced(graph, &[batch], &mut |id, value| {
+            if let Some(layers) = feeds.get(&id) {
+                for l in layers {
+                    acc.get_mut(l).expect("layer").add(value);
+                }
+            }
+        })
+        .map_err(|e| CalibrateError::Exec(e.to_string()))?;
+    }
+    if samples == 0 {
+        return Err(CalibrateError::NoData);
+    }
+    let layers = acc
+        .into_iter()
+        .map(|(name, a)| {
+            let bound = match (margin, a.bound) {
+                (Some(m), _) => a.max * m,
+                (None, Some(b)) => b,
+                (None, None) => a.max,
+            };
+            let range = LayerRange {
+                op: a.op.to_string(),
+                observed_max: a.max,
+                bound,
+                mean_abs: if a.count > 0 { a.sum / a.count as f64 } else { 0.0 },
+                p999_abs: a.percentile(0.999),
+                count: a.count,
+                overflows: a.overflows,
+            };
+            (name, range)
+        })
+        .collect();
+    Ok(Calibration {
+        margin: margin.unwrap_or(1.0),
+        samples,
+        layers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::testing::{conv, random_input};
+    use ir::Pads2d;
+
+    #[test]
+    fn bounds_are_max_times_margin_and_overflows_are_counted() {
+        let mut g = Graph::new("cal");
+        let x = g.add_input("x", vec![1, 2, 5, 5]).unwrap();
+        let c = g.add("conv", conv(2, 3, 3, 1, Pads2d::same(1), 3), &[x]).unwrap();
+        let r = g.add("relu", Op::Relu, &[c]).unwrap();
+        g.set_outputs(vec![r]);
+        let data = random_input(&[4, 2, 5, 5], 9);
+        // The exact maximum |conv output| from a traced run.
+        let mut want = 0.0f64;
+        runtime::reference::run_traced(&g, &[data.clone()], &mut |id, v| {
+            if id == c {
+                want = v.data.iter().fold(want, |m, &x| m.max((x as f64).abs()));
+            }
+        })
+        .unwrap();
+        let cal = collect_ranges(&g, [data.clone()], Some(1.25)).unwrap();
+        let l = &cal.layers["relu"];
+        assert_eq!(l.observed_max, want);
+        assert_eq!(l.bound, want * 1.25);
+        assert_eq!(l.count, 4 * 3 * 25);
+        assert!(l.p999_abs <= want && l.p999_abs > 0.5 * want, "{l:?}");
+        assert!(l.mean_abs < l.observed_max);
+        assert_eq!(cal.samples, 4);
+
+        // Halve the data's bound: the overflow count is exactly the number
+        // of values above it.
+        let half = want / 2.0;
+        let mut above = 0;
+        runtime::reference::run_traced(&g, &[data.clone()], &mut |id, v| {
+            if id == c {
+                above += v.data.iter().filter(|x| (**x as f64).abs() > half).count() as u64;
+            }
+        })
+        .unwrap();
+        let mut approx = g.clone();
+        *approx.op_mut(r) = Op::ApproxRelu(ir::ApproxRelu {
+            bound: half,
+            sign: crate::passes::testing::toy_sign(),
+        });
+        let check = collect_ranges(&approx, [data], None).unwrap();
+        assert_eq!(check.layers["relu"].overflows, above);
+        assert!(above > 0);
+        assert!(matches!(
+            collect_ranges(&g, std::iter::empty(), Some(1.0)),
+            Err(CalibrateError::NoData)
+        ));
+        assert!(matches!(
+            collect_ranges(&g, [random_input(&[1, 2, 5, 5], 1)], Some(0.5)),
+            Err(CalibrateError::Margin(_))
+        ));
+    }
+}
