@@ -1,1 +1,3 @@
 //! The precis runtime: the reference executor and the backends that run circuits.
+
+pub mod reference;

@@ -1,0 +1,576 @@
+//! The numeric kernels of the reference executor. They work on actual
+//! (batched) tensors, whose leading axis is a free batch axis; shapes were
+//! checked by the graph, but every kernel re-checks what it indexes by so a
+//! bad call is an error, never an out-of-bounds panic.
+
+use ir::{BatchNorm, Conv2d, Linear, Pads2d, Pool2d, Shape, ShapeFmt, Tensor};
+use rayon::prelude::*;
+
+/// Elementwise work is split into pieces of at least this many values.
+const PAR_MIN: usize = 1 << 14;
+
+fn nchw(t: &Tensor) -> Result<[usize; 4], String> {
+    match t.shape[..] {
+        [n, c, h, w] => Ok([n, c, h, w]),
+        _ => Err(format!("expects an NCHW operand, got {}", ShapeFmt(&t.shape))),
+    }
+}
+
+/// The range of output positions `o` (of `out` total) whose input coordinate
+/// `o * stride + offset - pad` falls inside `0..len`.
+fn valid_range(
+    out: usize,
+    stride: usize,
+    offset: usize,
+    pad: usize,
+    len: usize,
+) -> std::ops::Range<usize> {
+    // o * stride + offset >= pad  and  o * stride + offset < len + pad
+    let lo = pad.saturating_sub(offset).div_ceil(stride);
+    let hi = (len + pad).saturating_sub(offset).div_ceil(stride);
+    lo.min(out)..hi.min(out).max(lo.min(out))
+}
+
+/// 2-D convolution (any stride, padding, dilation, group), f64 accumulation.
+pub fn conv2d(x: &Tensor, c: &Conv2d) -> Result<Tensor, String> {
+    let [n, ci, h, w] = nchw(x)?;
+    let ws = &c.weight.shape;
+    let [o, cg, kh, kw] = match ws[..] {
+        [o, cg, kh, kw] => [o, cg, kh, kw],
+        _ => return Err(format!("weight must be 4-D, got {}", ShapeFmt(ws))),
+    };
+    let g = c.group;
+    if g == 0 || cg * g != ci || o % g != 0 {
+        return Err(format!(
+            "weight {} with group {g} does not fit {ci} input channels",
+            ShapeFmt(ws)
+        ));
+    }
+    let (oh, ow) = ir::window_out([h, w], [kh, kw], c.stride, c.pads, c.dilation)?;
+    let og = o / g;
+    let p = oh * ow;
+    let k = cg * kh * kw;
+    let bias: Vec<f64> = match &c.bias {
+        Some(b) if b.data.len() == o => b.data.iter().map(|&v| v as f64).collect(),
+        Some(b) => return Err(format!("bias {} != [{o}]", ShapeFmt(&b.shape))),
+        None => vec![0.0; o],
+    };
+    let mut y = vec![0f32; n * o * p];
+    if y.is_empty() {
+        return Tensor::new(vec![n, o, oh, ow], y).map_err(|e| e.to_string());
+    }
+    let w64: Vec<f64> = c.weight.data.iter().map(|&v| v as f64).collect();
+    let geo = Geometry {
+        h,
+        w,
+        kh,
+        kw,
+        oh,
+        ow,
+        stride: c.stride,
+        dilation: c.dilation,
+        pads: c.pads,
+    };
+
+    if og == 1 {
+        // One output channel per group (depthwise and the like): a GEMM with
+        // a single row is a poor fit, sum directly.
+        y.par_chunks_mut(p).enumerate().for_each(|(plane, out)| {
+            let (s, oc) = (plane / o, plane % o);
+            let xs = &x.data[(s * ci + oc * cg) * h * w..(s * ci + (oc + 1) * cg) * h * w];
+            direct_conv_plane(xs, cg, &w64[oc * k..(oc + 1) * k], bias[oc], &geo, out);
+        });
+    } else {
+        let threads = rayon::current_num_threads();
+        // With fewer samples than threads, also split the output channels.
+        let splits = (2 * threads).div_ceil(n).clamp(1, og);
+        let rows = og.div_ceil(splits).max(og.min(8));
+        y.par_chunks_mut(o * p).enumerate().for_each(|(s, ys)| {
+            let mut col = vec![0f64; k * p];
+            for grp in 0..g {
+                let xs = &x.data[(s * ci + grp * cg) * h * w..(s * ci + (grp + 1) * cg) * h * w];
+                im2col(xs, cg, &geo, &mut col);
+                let yg = &mut ys[grp * og * p..(grp + 1) * og * p];
+                yg.par_chunks_mut(rows * p)
+                    .enumerate()
+                    .for_each(|(chunk, yc)| {
+                        let r0 = grp * og + chunk * rows;
+                        let m = yc.len() / p;
+                        let mut acc = vec![0f64; m * p];
+                        gemm(
+                            m,
+                            k,
+                            p,
+                            (&w64[r0 * k..(r0 + m) * k], k, 1),
+                            (&col, p, 1),
+                            &mut acc,
+                        );
+                        for (r, (yr, ar)) in yc.chunks_mut(p).zip(acc.chunks(p)).enumerate() {
+                            let b = bias[r0 + r];
+                            for (yv, av) in yr.iter_mut().zip(ar) {
+                                *yv = (av + b) as f32;
+                            }
+                        }
+                    });
+            }
+        });
+    }
+    Tensor::new(vec![n, o, oh, ow], y).map_err(|e| e.to_string())
+}
+
+/// Window geometry of one convolution.
+struct Geometry {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pads: Pads2d,
+}
+
+/// `col[(c, ky, kx), (oy, ox)]` = the input under kernel tap (ky, kx) of
+/// channel c for output (oy, ox), 0 in the padding; `xs` holds `cg` planes.
+fn im2col(xs: &[f32], cg: usize, g: &Geometry, col: &mut [f64]) {
+    let p = g.oh * g.ow;
+    for c in 0..cg {
+        let plane = &xs[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            let ys = valid_range(g.oh, g.stride[0], ky * g.dilation[0], g.pads.top, g.h);
+            for kx in 0..g.kw {
+                let xr = valid_range(g.ow, g.stride[1], kx * g.dilation[1], g.pads.left, g.w);
+                let row = &mut col[((c * g.kh + ky) * g.kw + kx) * p..][..p];
+                row.fill(0.0);
+                for oy in ys.clone() {
+                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pads.top;
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
+                    let x0 = kx * g.dilation[1];
+                    for ox in xr.clone() {
+                        dst[ox] = src[ox * g.stride[1] + x0 - g.pads.left] as f64;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One output plane of a convolution by direct summation over `cg` input
+/// planes `xs` with weights `wk` (`[cg, kh, kw]`, f64).
+fn direct_conv_plane(xs: &[f32], cg: usize, wk: &[f64], bias: f64, g: &Geometry, out: &mut [f32]) {
+    let mut acc = vec![bias; g.oh * g.ow];
+    for c in 0..cg {
+        let plane = &xs[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            let ys = valid_range(g.oh, g.stride[0], ky * g.dilation[0], g.pads.top, g.h);
+            for kx in 0..g.kw {
+                let wv = wk[(c * g.kh + ky) * g.kw + kx];
+                let xr = valid_range(g.ow, g.stride[1], kx * g.dilation[1], g.pads.left, g.w);
+                let x0 = kx * g.dilation[1];
+                for oy in ys.clone() {
+                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pads.top;
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut acc[oy * g.ow..(oy + 1) * g.ow];
+                    for ox in xr.clone() {
+                        dst[ox] += wv * src[ox * g.stride[1] + x0 - g.pads.left] as f64;
+                    }
+                }
+            }
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = *a as f32;
+    }
+}
+
+/// `c[m×n] = a[m×k] · b[k×n]` in f64; operands are `(data, row stride,
+/// column stride)`, `c` is dense row-major.
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: (&[f64], usize, usize),
+    b: (&[f64], usize, usize),
+    c: &mut [f64],
+) {
+    assert!(c.len() >= m * n, "gemm output too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(a.0.len() > last(m, k, a.1, a.2), "gemm operand a too small");
+    assert!(b.0.len() > last(k, n, b.1, b.2), "gemm operand b too small");
+    // SAFETY: the asserts above keep every index dgemm touches in bounds:
+    // a[i*rsa + l*csa] for i < m, l < k; b[l*rsb + j*csb] for l < k, j < n;
+    // c[i*n + j] for i < m, j < n; `c` is exclusively borrowed.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.0.as_ptr(),
+            a.1 as isize,
+            a.2 as isize,
+            b.0.as_ptr(),
+            b.1 as isize,
+            b.2 as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// `y = x · Wᵀ + b` for `x: [N, in]`, f64 accumulation.
+pub fn linear(x: &Tensor, l: &Linear) -> Result<Tensor, String> {
+    let (n, fin) = match x.shape[..] {
+        [n, f] => (n, f),
+        _ => return Err(format!("expects [N, features], got {}", ShapeFmt(&x.shape))),
+    };
+    let (out, win) = match l.weight.shape[..] {
+        [o, i] => (o, i),
+        _ => {
+            return Err(format!(
+                "weight must be 2-D, got {}",
+                ShapeFmt(&l.weight.shape)
+            ))
+        }
+    };
+    if win != fin {
+        return Err(format!(
+            "operand {} does not match weight {}",
+            ShapeFmt(&x.shape),
+            ShapeFmt(&l.weight.shape)
+        ));
+    }
+    if let Some(b) = &l.bias {
+        if b.data.len() != out {
+            return Err(format!("bias {} != [{out}]", ShapeFmt(&b.shape)));
+        }
+    }
+    let x64: Vec<f64> = x.data.iter().map(|&v| v as f64).collect();
+    // Weights are converted to f64 a block of rows at a time, so a large
+    // layer never needs a full f64 copy.
+    const ROWS: usize = 64;
+    let blocks: Vec<Vec<f64>> = (0..out.div_ceil(ROWS))
+        .into_par_iter()
+        .map(|blk| {
+            let j0 = blk * ROWS;
+            let rb = ROWS.min(out - j0);
+            let w64: Vec<f64> = l.weight.data[j0 * fin..(j0 + rb) * fin]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let mut acc = vec![0f64; n * rb];
+            gemm(n, fin, rb, (&x64, fin, 1), (&w64, 1, fin), &mut acc);
+            acc
+        })
+        .collect();
+    let mut y = vec![0f32; n * out];
+    for (blk, acc) in blocks.iter().enumerate() {
+        let j0 = blk * ROWS;
+        let rb = acc.len() / n.max(1);
+        for s in 0..n {
+            for j in 0..rb {
+                let b = l.bias.as_ref().map_or(0.0, |b| b.data[j0 + j] as f64);
+                y[s * out + j0 + j] = (acc[s * rb + j] + b) as f32;
+            }
+        }
+    }
+    Tensor::new(vec![n, out], y).map_err(|e| e.to_string())
+}
+
+/// Inference batch normalisation over axis 1, in place, computed in f64.
+pub fn batch_norm(t: &mut Tensor, bn: &BatchNorm) -> Result<(), String> {
+    if t.shape.len() < 2 {
+        return Err(format!("expects rank ≥ 2, got {}", ShapeFmt(&t.shape)));
+    }
+    let c = t.shape[1];
+    let (a, b) = bn.affine();
+    if a.len() != c {
+        return Err(format!("{} parameters for {c} channels", a.len()));
+    }
+    let inner: usize = t.shape[2..].iter().product();
+    if inner == 0 || c == 0 {
+        return Ok(());
+    }
+    t.data
+        .par_chunks_mut(inner)
+        .with_min_len(PAR_MIN.div_ceil(inner))
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let ch = i % c;
+            for v in chunk {
+                *v = (a[ch] * *v as f64 + b[ch]) as f32;
+            }
+        });
+    Ok(())
+}
+
+/// `max(x, 0)` in place; NaN stays NaN.
+pub fn relu(data: &mut [f32]) {
+    data.par_chunks_mut(PAR_MIN).for_each(|chunk| {
+        for v in chunk {
+            if *v < 0.0 {
+                *v = 0.0;
+            }
+        }
+    });
+}
+
+fn check_pool(p: &Pool2d) -> Result<(), String> {
+    let pd = p.pads;
+    if pd.top >= p.kernel[0]
+        || pd.bottom >= p.kernel[0]
+        || pd.left >= p.kernel[1]
+        || pd.right >= p.kernel[1]
+    {
+        return Err(format!("pads {pd} not smaller than the kernel"));
+    }
+    Ok(())
+}
+
+/// Runs `f(input plane, output plane)` over every (sample, channel) plane.
+fn per_plane(
+    x: &Tensor,
+    p: &Pool2d,
+    f: impl Fn(&[f32], &mut [f32], &Geometry) + Sync,
+) -> Result<Tensor, String> {
+    let [n, c, h, w] = nchw(x)?;
+    check_pool(p)?;
+    let (oh, ow) = ir::window_out([h, w], p.kernel, p.stride, p.pads, [1, 1])?;
+    let geo = Geometry {
+        h,
+        w,
+        kh: p.kernel[0],
+        kw: p.kernel[1],
+        oh,
+        ow,
+        stride: p.stride,
+        dilation: [1, 1],
+        pads: p.pads,
+    };
+    let mut y = vec![0f32; n * c * oh * ow];
+    if h * w == 0 {
+        // Every window lies in the padding.
+        for out in y.chunks_mut(oh * ow) {
+            f(&[], out, &geo);
+        }
+    } else if !y.is_empty() {
+        y.par_chunks_mut(oh * ow)
+            .zip(x.data.par_chunks(h * w))
+            .for_each(|(out, plane)| f(plane, out, &geo));
+    }
+    Tensor::new(vec![n, c, oh, ow], y).map_err(|e| e.to_string())
+}
+
+/// Max pooling; padding never wins (acts as −∞); NaN propagates.
+pub fn max_pool(x: &Tensor, p: &Pool2d) -> Result<Tensor, String> {
+    per_plane(x, p, |plane, out, g| {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut m = f32::NEG_INFINITY;
+                for iy in window(oy, g.stride[0], g.kh, g.pads.top, g.h) {
+                    for ix in window(ox, g.stride[1], g.kw, g.pads.left, g.w) {
+                        let v = plane[iy * g.w + ix];
+                        if v > m || v.is_nan() {
+                            m = v;
+                            if v.is_nan() {
+                                break;
+                            }
+                        }
+                    }
+                    if m.is_nan() {
+                        break;
+                    }
+                }
+                out[oy * g.ow + ox] = m;
+            }
+        }
+    })
+}
+
+/// Average pooling, f64 sums; the divisor is the kernel area when
+/// `count_include_pad`, else the number of non-padding values.
+pub fn avg_pool(x: &Tensor, p: &Pool2d, count_include_pad: bool) -> Result<Tensor, String> {
+    per_plane(x, p, |plane, out, g| {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut sum = 0f64;
+                let mut count = 0usize;
+                for iy in window(oy, g.stride[0], g.kh, g.pads.top, g.h) {
+                    for ix in window(ox, g.stride[1], g.kw, g.pads.left, g.w) {
+                        sum += plane[iy * g.w + ix] as f64;
+                        count += 1;
+                    }
+                }
+                let div = if count_include_pad {
+                    g.kh * g.kw
+                } else {
+                    count
+                };
+                out[oy * g.ow + ox] = (sum / div as f64) as f32;
+            }
+        }
+    })
+}
+
+/// Input coordinates (inside `0..len`) of output position `o`'s window.
+fn window(o: usize, stride: usize, k: usize, pad: usize, len: usize) -> std::ops::Range<usize> {
+    let start = o * stride;
+    let lo = start.max(pad) - pad;
+    let hi = (start + k).min(len + pad).saturating_sub(pad);
+    lo..hi.max(lo)
+}
+
+/// Mean over each (sample, channel) plane, f64 sums.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor, String> {
+    let [n, c, h, w] = nchw(x)?;
+    let hw = h * w;
+    let y: Vec<f32> = if hw == 0 {
+        vec![f32::NAN; n * c]
+    } else {
+        x.data
+            .par_chunks(hw)
+            .map(|plane| (plane.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32)
+            .collect()
+    };
+    Tensor::new(vec![n, c, 1, 1], y).map_err(|e| e.to_string())
+}
+
+/// Numpy broadcasting of two operands of equal rank.
+pub fn broadcast_binary(
+    a: (&[usize], &[f32]),
+    b: (&[usize], &[f32]),
+    f: fn(f32, f32) -> f32,
+) -> Result<(Shape, Vec<f32>), String> {
+    let out = ir::broadcast(a.0, b.0)?;
+    if a.0.len() != b.0.len() {
+        return Err(format!(
+            "internal error: ranks of {} and {} differ",
+            ShapeFmt(a.0),
+            ShapeFmt(b.0)
+        ));
+    }
+    for (s, d) in [a, b] {
+        if d.len() != ir::numel(s) {
+            return Err(format!("operand {} holds {} values", ShapeFmt(s), d.len()));
+        }
+    }
+    let total = ir::numel(&out);
+    if a.0 == out && b.0 == out {
+        let mut data = vec![0f32; total];
+        data.par_chunks_mut(PAR_MIN)
+            .zip(a.1.par_chunks(PAR_MIN).zip(b.1.par_chunks(PAR_MIN)))
+            .for_each(|(o, (x, y))| {
+                for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(*x, *y);
+                }
+            });
+        return Ok((out, data));
+    }
+    let r = out.len();
+    let strides = |s: &[usize]| -> Vec<usize> {
+        let mut st = vec![0; r];
+        let mut acc = 1;
+        for d in (0..r).rev() {
+            st[d] = if s[d] == 1 { 0 } else { acc };
+            acc *= s[d];
+        }
+        st
+    };
+    let (sa, sb) = (strides(a.0), strides(b.0));
+    let mut data = vec![0f32; total];
+    if total == 0 {
+        return Ok((out, data));
+    }
+    let inner = out[r - 1];
+    let (ia, ib) = (sa[r - 1], sb[r - 1]);
+    let mut idx = vec![0usize; r];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for row in data.chunks_mut(inner) {
+        for (j, o) in row.iter_mut().enumerate() {
+            *o = f(a.1[oa + j * ia], b.1[ob + j * ib]);
+        }
+        for d in (0..r - 1).rev() {
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            oa -= sa[d] * out[d];
+            ob -= sb[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+    Ok((out, data))
+}
+
+/// Concatenation along `axis` of parts `[b_i, ...]` whose leading (batch)
+/// extent is `batch` or 1 (broadcast over the batch).
+pub fn concat(parts: &[(Shape, &[f32])], axis: usize, batch: usize) -> Result<Vec<f32>, String> {
+    let first = &parts.first().ok_or("no operands")?.0;
+    if axis == 0 || axis >= first.len() {
+        return Err(format!(
+            "internal error: concat axis {axis} for {}",
+            ShapeFmt(first)
+        ));
+    }
+    let outer: usize = first[1..axis].iter().product();
+    let mut chunks = Vec::with_capacity(parts.len());
+    for (s, d) in parts {
+        if s.len() != first.len()
+            || s[1..axis] != first[1..axis]
+            || s[axis + 1..] != first[axis + 1..]
+            || (s[0] != 1 && s[0] != batch)
+            || d.len() != ir::numel(s)
+        {
+            return Err(format!(
+                "operands {} and {} do not concatenate on axis {}",
+                ShapeFmt(first),
+                ShapeFmt(s),
+                axis - 1
+            ));
+        }
+        chunks.push(s[axis..].iter().product::<usize>());
+    }
+    let row: usize = chunks.iter().sum();
+    let mut out = Vec::with_capacity(batch * outer * row);
+    for bi in 0..batch {
+        for q in 0..outer {
+            for ((s, d), &len) in parts.iter().zip(&chunks) {
+                let src = if s[0] == 1 { 0 } else { bi };
+                let off = (src * outer + q) * len;
+                out.extend_from_slice(&d[off..off + len]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Constant padding of the two spatial axes.
+pub fn pad(x: &Tensor, pads: &Pads2d, value: f32) -> Result<Tensor, String> {
+    let [n, c, h, w] = nchw(x)?;
+    let (ph, pw) = (h + pads.top + pads.bottom, w + pads.left + pads.right);
+    let mut y = vec![value; n * c * ph * pw];
+    if !y.is_empty() && h * w > 0 {
+        y.par_chunks_mut(ph * pw)
+            .zip(x.data.par_chunks(h * w))
+            .for_each(|(out, plane)| {
+                for iy in 0..h {
+                    let o = (iy + pads.top) * pw + pads.left;
+                    out[o..o + w].copy_from_slice(&plane[iy * w..(iy + 1) * w]);
+                }
+            });
+    }
+    Tensor::new(vec![n, c, ph, pw], y).map_err(|e| e.to_string())
+}
