@@ -12,7 +12,10 @@ const PAR_MIN: usize = 1 << 14;
 fn nchw(t: &Tensor) -> Result<[usize; 4], String> {
     match t.shape[..] {
         [n, c, h, w] => Ok([n, c, h, w]),
-        _ => Err(format!("expects an NCHW operand, got {}", ShapeFmt(&t.shape))),
+        _ => Err(format!(
+            "expects an NCHW operand, got {}",
+            ShapeFmt(&t.shape)
+        )),
     }
 }
 

@@ -26,6 +26,7 @@
 //! freed as soon as its last reader has run.
 
 mod kernels;
+pub mod synthetic;
 
 use ir::{Graph, NodeId, Op, Shape, ShapeFmt, Tensor};
 
