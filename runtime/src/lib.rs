@@ -1,3 +1,4 @@
 //! The precis runtime: the reference executor and the backends that run circuits.
 
+pub mod data;
 pub mod reference;

@@ -1,0 +1,65 @@
+//! Throughput of the reference executor on a CIFAR-style ResNet-20 with
+//! pseudo-random weights (3×32×32 input, 16/32/64 channels).
+//!
+//!     cargo run --release -p runtime --example reference_bench [-- SECONDS]
+//!
+//! Runs batch 1 and batch 64 for about SECONDS each (default 5) after a
+//! warm-up run and prints images per second, then the wall time spent in
+//! each op kind during one batch-64 run.
+
+use runtime::reference::{run, run_traced, synthetic};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let seconds: f64 = match std::env::args().nth(1) {
+        Some(s) => s.parse().map_err(|e| format!("SECONDS `{s}`: {e}"))?,
+        None => 5.0,
+    };
+    let graph = synthetic::resnet20([3, 32, 32], 10, 2023)?;
+    let mut rng = synthetic::SplitMix64::new(7);
+    println!(
+        "resnet20 3x32x32: {} nodes, {} parameters, {} rayon threads",
+        graph.node_count(),
+        graph.param_count(),
+        rayon::current_num_threads()
+    );
+    for batch in [1usize, 64] {
+        let x = rng.tensor(vec![batch, 3, 32, 32], 1.0);
+        let inputs = [x];
+        run(&graph, &inputs)?; // warm-up
+        let budget = Duration::from_secs_f64(seconds);
+        let start = Instant::now();
+        let mut runs = 0usize;
+        while runs == 0 || start.elapsed() < budget {
+            let out = run(&graph, &inputs)?;
+            assert_eq!(out[0].shape, vec![batch, 10]);
+            runs += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "batch {batch:>3}: {runs} runs in {secs:.2} s, {:.1} ms/run, {:.1} images/s",
+            1e3 * secs / runs as f64,
+            (runs * batch) as f64 / secs
+        );
+    }
+
+    let x = rng.tensor(vec![64, 3, 32, 32], 1.0);
+    let mut per_kind: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut last = Instant::now();
+    run_traced(&graph, &[x], &mut |n, _| {
+        let now = Instant::now();
+        *per_kind.entry(graph.node(n).op.kind()).or_default() += (now - last).as_secs_f64();
+        last = now;
+    })?;
+    let total: f64 = per_kind.values().sum();
+    println!("one batch-64 run, wall time per op kind:");
+    for (kind, t) in &per_kind {
+        println!(
+            "  {kind:<18} {:8.1} ms {:5.1} %",
+            1e3 * t,
+            100.0 * t / total
+        );
+    }
+    Ok(())
+}
