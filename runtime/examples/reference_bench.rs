@@ -4,8 +4,9 @@
 //!     cargo run --release -p runtime --example reference_bench [-- SECONDS]
 //!
 //! Runs batch 1 and batch 64 for about SECONDS each (default 5) after a
-//! warm-up run and prints images per second, then the wall time spent in
-//! each op kind during one batch-64 run.
+//! warm-up run and prints images per second of wall time and, on Linux, per
+//! second of process CPU time (informative on a shared, loaded machine), then
+//! the wall time spent in each op kind during one batch-64 run.
 
 use runtime::reference::{run, run_traced, synthetic};
 use std::collections::BTreeMap;
@@ -18,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let graph = synthetic::resnet20([3, 32, 32], 10, 2023)?;
     let mut rng = synthetic::SplitMix64::new(7);
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average: {}", load.trim());
+    }
     println!(
         "resnet20 3x32x32: {} nodes, {} parameters, {} rayon threads",
         graph.node_count(),
@@ -29,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let inputs = [x];
         run(&graph, &inputs)?; // warm-up
         let budget = Duration::from_secs_f64(seconds);
+        let cpu0 = cpu_seconds();
         let start = Instant::now();
         let mut runs = 0usize;
         while runs == 0 || start.elapsed() < budget {
@@ -37,8 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             runs += 1;
         }
         let secs = start.elapsed().as_secs_f64();
+        let cpu = match (cpu0, cpu_seconds()) {
+            (Some(a), Some(b)) if b > a => format!(
+                ", {:.2} s CPU, {:.1} images per CPU-second",
+                b - a,
+                (runs * batch) as f64 / (b - a)
+            ),
+            _ => String::new(),
+        };
         println!(
-            "batch {batch:>3}: {runs} runs in {secs:.2} s, {:.1} ms/run, {:.1} images/s",
+            "batch {batch:>3}: {runs} runs in {secs:.2} s, {:.1} ms/run, {:.1} images/s{cpu}",
             1e3 * secs / runs as f64,
             (runs * batch) as f64 / secs
         );
@@ -62,4 +75,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// User + system CPU time of this process so far (Linux `/proc/self/stat`,
+/// assuming the usual 100 clock ticks per second).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

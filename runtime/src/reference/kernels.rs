@@ -84,39 +84,55 @@ pub fn conv2d(x: &Tensor, c: &Conv2d) -> Result<Tensor, String> {
             direct_conv_plane(xs, cg, &w64[oc * k..(oc + 1) * k], bias[oc], &geo, out);
         });
     } else {
+        // Tasks: (sample, group, block of output positions, block of output
+        // channels). A position block keeps its im2col slab (k × pb f64)
+        // within ~256 KiB so it stays in L2 while the GEMM streams it; the
+        // channel split only happens when there are too few tasks for the
+        // pool (small batches), at the cost of redoing the slab's im2col.
+        let pb = (32_768 / k.max(1)).clamp(64, 1024).min(p);
+        let pblocks = p.div_ceil(pb);
+        let base = n * g * pblocks;
         let threads = rayon::current_num_threads();
-        // With fewer samples than threads, also split the output channels.
-        let splits = (2 * threads).div_ceil(n).clamp(1, og);
-        let rows = og.div_ceil(splits).max(og.min(8));
-        y.par_chunks_mut(o * p).enumerate().for_each(|(s, ys)| {
-            let mut col = vec![0f64; k * p];
-            for grp in 0..g {
+        let splits = (2 * threads).div_ceil(base).clamp(1, og.div_ceil(8));
+        let rows = og.div_ceil(splits);
+        let splits = og.div_ceil(rows);
+        let out = OutPtr(y.as_mut_ptr());
+        (0..base * splits).into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(col, acc): &mut (Vec<f64>, Vec<f64>), task| {
+                let (rest, split) = (task / splits, task % splits);
+                let (rest, blk) = (rest / pblocks, rest % pblocks);
+                let (s, grp) = (rest / g, rest % g);
+                let (p0, p1) = (blk * pb, ((blk + 1) * pb).min(p));
+                let r0 = grp * og + split * rows;
+                let m = rows.min(grp * og + og - r0);
                 let xs = &x.data[(s * ci + grp * cg) * h * w..(s * ci + (grp + 1) * cg) * h * w];
-                im2col(xs, cg, &geo, &mut col);
-                let yg = &mut ys[grp * og * p..(grp + 1) * og * p];
-                yg.par_chunks_mut(rows * p)
-                    .enumerate()
-                    .for_each(|(chunk, yc)| {
-                        let r0 = grp * og + chunk * rows;
-                        let m = yc.len() / p;
-                        let mut acc = vec![0f64; m * p];
-                        gemm(
-                            m,
-                            k,
-                            p,
-                            (&w64[r0 * k..(r0 + m) * k], k, 1),
-                            (&col, p, 1),
-                            &mut acc,
-                        );
-                        for (r, (yr, ar)) in yc.chunks_mut(p).zip(acc.chunks(p)).enumerate() {
-                            let b = bias[r0 + r];
-                            for (yv, av) in yr.iter_mut().zip(ar) {
-                                *yv = (av + b) as f32;
-                            }
-                        }
-                    });
-            }
-        });
+                let width = p1 - p0;
+                col.resize(k * width, 0.0);
+                im2col(xs, cg, &geo, p0, p1, col);
+                acc.resize(m * width, 0.0);
+                gemm(
+                    m,
+                    k,
+                    width,
+                    (&w64[r0 * k..(r0 + m) * k], k, 1),
+                    (col, width, 1),
+                    acc,
+                );
+                for (r, ar) in acc.chunks(width).enumerate() {
+                    let b = bias[r0 + r];
+                    let start = (s * o + r0 + r) * p + p0;
+                    // SAFETY: tasks partition (sample, channel, position)
+                    // space, so this row segment of `y` is written by this
+                    // task only; it lies inside `y` (s < n, r0 + r < o,
+                    // p1 <= p), which outlives the parallel loop.
+                    let yr = unsafe { out.slice(start, width) };
+                    for (yv, av) in yr.iter_mut().zip(ar) {
+                        *yv = (av + b) as f32;
+                    }
+                }
+            },
+        );
     }
     Tensor::new(vec![n, o, oh, ow], y).map_err(|e| e.to_string())
 }
@@ -134,29 +150,63 @@ struct Geometry {
     pads: Pads2d,
 }
 
-/// `col[(c, ky, kx), (oy, ox)]` = the input under kernel tap (ky, kx) of
-/// channel c for output (oy, ox), 0 in the padding; `xs` holds `cg` planes.
-fn im2col(xs: &[f32], cg: usize, g: &Geometry, col: &mut [f64]) {
-    let p = g.oh * g.ow;
+/// Columns `p0..p1` (output positions `oy * ow + ox`) of the im2col matrix:
+/// `col[(c, ky, kx), p - p0]` = the input under kernel tap (ky, kx) of
+/// channel c for output position p, 0 in the padding; `xs` holds `cg` planes.
+fn im2col(xs: &[f32], cg: usize, g: &Geometry, p0: usize, p1: usize, col: &mut [f64]) {
+    let width = p1 - p0;
+    let (sy, sx) = (g.stride[0], g.stride[1]);
     for c in 0..cg {
         let plane = &xs[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.kh {
-            let ys = valid_range(g.oh, g.stride[0], ky * g.dilation[0], g.pads.top, g.h);
+            let ys = valid_range(g.oh, sy, ky * g.dilation[0], g.pads.top, g.h);
             for kx in 0..g.kw {
-                let xr = valid_range(g.ow, g.stride[1], kx * g.dilation[1], g.pads.left, g.w);
-                let row = &mut col[((c * g.kh + ky) * g.kw + kx) * p..][..p];
+                let xr = valid_range(g.ow, sx, kx * g.dilation[1], g.pads.left, g.w);
+                let row = &mut col[((c * g.kh + ky) * g.kw + kx) * width..][..width];
                 row.fill(0.0);
-                for oy in ys.clone() {
-                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pads.top;
+                let x0 = kx * g.dilation[1];
+                for oy in p0 / g.ow..=(p1 - 1) / g.ow {
+                    if !ys.contains(&oy) {
+                        continue;
+                    }
+                    let iy = oy * sy + ky * g.dilation[0] - g.pads.top;
                     let src = &plane[iy * g.w..(iy + 1) * g.w];
-                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
-                    let x0 = kx * g.dilation[1];
-                    for ox in xr.clone() {
-                        dst[ox] = src[ox * g.stride[1] + x0 - g.pads.left] as f64;
+                    // Output columns of this row inside the block and the image.
+                    let lo = xr.start.max(p0.saturating_sub(oy * g.ow));
+                    let hi = xr.end.min(p1 - oy * g.ow);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let dst = &mut row[oy * g.ow + lo - p0..oy * g.ow + hi - p0];
+                    let first = lo * sx + x0 - g.pads.left;
+                    if sx == 1 {
+                        for (d, &v) in dst.iter_mut().zip(&src[first..first + (hi - lo)]) {
+                            *d = v as f64;
+                        }
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src[first..].iter().step_by(sx)) {
+                            *d = v as f64;
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// The output buffer of a convolution, shared by tasks writing disjoint parts.
+struct OutPtr(*mut f32);
+// SAFETY: only used to write disjoint regions from different tasks.
+unsafe impl Sync for OutPtr {}
+unsafe impl Send for OutPtr {}
+
+impl OutPtr {
+    /// # Safety
+    /// `start + len` must lie inside the buffer, and no other live slice may
+    /// overlap `start..start + len`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
     }
 }
 
@@ -322,9 +372,8 @@ pub fn batch_norm(t: &mut Tensor, bn: &BatchNorm) -> Result<(), String> {
 pub fn relu(data: &mut [f32]) {
     data.par_chunks_mut(PAR_MIN).for_each(|chunk| {
         for v in chunk {
-            if *v < 0.0 {
-                *v = 0.0;
-            }
+            // A select, not a branch: vectorises and keeps NaN.
+            *v = if *v < 0.0 { 0.0 } else { *v };
         }
     });
 }
@@ -450,11 +499,14 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor, String> {
 }
 
 /// Numpy broadcasting of two operands of equal rank.
-pub fn broadcast_binary(
+pub fn broadcast_binary<F>(
     a: (&[usize], &[f32]),
     b: (&[usize], &[f32]),
-    f: fn(f32, f32) -> f32,
-) -> Result<(Shape, Vec<f32>), String> {
+    f: F,
+) -> Result<(Shape, Vec<f32>), String>
+where
+    F: Fn(f32, f32) -> f32 + Sync,
+{
     let out = ir::broadcast(a.0, b.0)?;
     if a.0.len() != b.0.len() {
         return Err(format!(

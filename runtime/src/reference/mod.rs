@@ -357,13 +357,12 @@ fn eval(
                     (extend(s, node.shape.len(), b), &v.t.data[..])
                 })
                 .collect();
-            let f = if matches!(node.op, Op::Add) {
-                |x: f32, y: f32| x + y
+            let (a, c) = ((&ext[0].0[..], ext[0].1), (&ext[1].0[..], ext[1].1));
+            let (_, data) = if matches!(node.op, Op::Add) {
+                kernels::broadcast_binary(a, c, |x, y| x + y)?
             } else {
-                |x: f32, y: f32| x * y
+                kernels::broadcast_binary(a, c, |x, y| x * y)?
             };
-            let (_, data) =
-                kernels::broadcast_binary((&ext[0].0, ext[0].1), (&ext[1].0, ext[1].1), f)?;
             Tensor {
                 shape: batched_shape(&node.shape, b)?,
                 data,
