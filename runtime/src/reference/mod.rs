@@ -134,29 +134,21 @@ pub fn run_traced(
             }
         } else {
             // An operand read for the last time is handed over by value so
-            // unary ops can work in place.
-            let mut owned: Vec<Option<Value>> = Vec::with_capacity(ops.len());
-            let mut shared: Vec<Option<usize>> = Vec::with_capacity(ops.len());
-            for (k, o) in ops.iter().enumerate() {
-                let last = pending[o.index()] == 1 && !ops[k + 1..].contains(o);
-                if last {
-                    owned.push(values[o.index()].take());
-                    shared.push(None);
-                } else {
-                    owned.push(None);
-                    shared.push(Some(o.index()));
-                }
-            }
-            let operand_values: Vec<Operand> = owned
+            // unary ops can work in place; the others are borrowed.
+            let taken: Vec<Option<Value>> = ops
+                .iter()
+                .enumerate()
+                .map(|(k, o)| {
+                    let last = pending[o.index()] == 1 && !ops[k + 1..].contains(o);
+                    last.then(|| values[o.index()].take().expect("operand computed"))
+                })
+                .collect();
+            let operand_values: Vec<Operand> = taken
                 .into_iter()
-                .zip(&shared)
-                .map(|(own, sh)| match own {
+                .zip(&ops)
+                .map(|(own, o)| match own {
                     Some(v) => Operand::Owned(v),
-                    None => Operand::Shared(
-                        values[sh.expect("shared operand")]
-                            .as_ref()
-                            .expect("operand live"),
-                    ),
+                    None => Operand::Shared(values[o.index()].as_ref().expect("operand live")),
                 })
                 .collect();
             let shapes: Vec<&[usize]> = ops.iter().map(|o| &graph.node(*o).shape[..]).collect();
