@@ -1,7 +1,10 @@
 //! The reference executor against naive, independently written f64
 //! implementations of every op.
 
-use ir::{BatchNorm, Conv2d, Graph, Linear, NodeId, Op, Pads2d, Pool2d, Tensor};
+use ir::{
+    ApproxMaxPool, ApproxRelu, BatchNorm, CompositeSign, Conv2d, Graph, Linear, NodeId,
+    OddChebyshev, Op, Pads2d, Pool2d, Tensor,
+};
 use runtime::reference::synthetic::{resnet20, SplitMix64};
 use runtime::reference::{run, run_traced, ExecError};
 
@@ -577,6 +580,128 @@ fn concat_with_constants_per_sample() {
         shape[0] *= 3;
         assert_eq!(got.shape, shape, "axis {axis}");
         assert_close(&got, &want, &format!("concat axis {axis}"));
+    }
+}
+
+// ---------------------------------------------------------------- approximations
+
+/// `k` steps of `u ↦ 1.5u − 0.5u³`, written in the Chebyshev basis
+/// (`1.125·T1 − 0.125·T3`): a crude composite sign.
+fn cubic_sign(k: usize) -> CompositeSign {
+    CompositeSign {
+        alpha: 8,
+        epsilon: 0.05,
+        components: vec![
+            OddChebyshev {
+                half_width: 1.0,
+                coeffs: vec![0.0, 1.125, 0.0, -0.125],
+            };
+            k
+        ],
+    }
+}
+
+fn cubic_power(mut u: f64, k: usize) -> f64 {
+    for _ in 0..k {
+        u = 1.5 * u - 0.5 * u * u * u;
+    }
+    u
+}
+
+#[test]
+fn approx_relu_applies_the_composite_polynomial() {
+    let a = ApproxRelu {
+        bound: 4.0,
+        sign: cubic_sign(3),
+    };
+    let g = unary(Op::ApproxRelu(a), vec![1, 9]);
+    let x = Tensor::new(
+        vec![2, 9],
+        (0..18).map(|i| (i as f32 - 8.5) * 0.55).collect(),
+    )
+    .unwrap();
+    let got = run1(&g, x.clone());
+    let want: Vec<f64> = x
+        .data
+        .iter()
+        .map(|&v| {
+            let v = v as f64;
+            v * (1.0 + cubic_power(v / 4.0, 3)) / 2.0
+        })
+        .collect();
+    assert_close(&got, &want, "approx relu");
+}
+
+/// Balanced pairwise reduction: (0,1), (2,3), … with an odd last carried up.
+fn pairwise(mut v: Vec<f64>, f: &dyn Fn(f64, f64) -> f64) -> f64 {
+    while v.len() > 1 {
+        v = v
+            .chunks(2)
+            .map(|c| if c.len() == 2 { f(c[0], c[1]) } else { c[0] })
+            .collect();
+    }
+    v[0]
+}
+
+#[test]
+fn approx_max_pool_reduces_mapped_windows_by_a_tree() {
+    let mut rng = SplitMix64::new(15);
+    for (k, steps, pads) in [(2, 2, 0), (3, 3, 1), (3, 9, 1)] {
+        let bound = 3.0;
+        let a = ApproxMaxPool {
+            pool: Pool2d {
+                kernel: [k, k],
+                stride: [2, 2],
+                pads: Pads2d::same(pads),
+            },
+            bound,
+            input_scale: 0.45 / bound,
+            sign: cubic_sign(steps),
+        };
+        let g = unary(Op::ApproxMaxPool(a.clone()), vec![1, 2, 7, 7]);
+        let x = rng.tensor(vec![2, 2, 7, 7], bound);
+        let got = run1(&g, x.clone());
+        let max2 = |p: f64, q: f64| ((p + q) + (p - q) * cubic_power(p - q, steps)) / 2.0;
+        let oh = (7 + 2 * pads - k) / 2 + 1;
+        let mut want = Vec::new();
+        let mut exact = Vec::new();
+        for plane in x.data.chunks(49) {
+            for oy in 0..oh {
+                for ox in 0..oh {
+                    let mut mapped = Vec::new();
+                    let mut m = f64::NEG_INFINITY;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) = (
+                                (oy * 2 + ky) as isize - pads as isize,
+                                (ox * 2 + kx) as isize - pads as isize,
+                            );
+                            if (0..7).contains(&iy) && (0..7).contains(&ix) {
+                                let v = plane[iy as usize * 7 + ix as usize] as f64;
+                                m = m.max(v);
+                                mapped.push(v * a.input_scale + 0.5);
+                            } else {
+                                mapped.push(0.0);
+                            }
+                        }
+                    }
+                    want.push((pairwise(mapped, &max2) - 0.5) / a.input_scale);
+                    exact.push(m);
+                }
+            }
+        }
+        assert_eq!(got.shape, vec![2, 2, oh, oh]);
+        assert_close(&got, &want, &format!("approx maxpool k{k} steps{steps}"));
+        if steps == 9 {
+            // A sharp enough sign makes it a max-pool up to the sign's error.
+            let worst = got
+                .data
+                .iter()
+                .zip(&exact)
+                .map(|(g, e)| (*g as f64 - e).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 0.05 * bound, "worst error {worst}");
+        }
     }
 }
 

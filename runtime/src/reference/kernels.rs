@@ -3,7 +3,9 @@
 //! checked by the graph, but every kernel re-checks what it indexes by so a
 //! bad call is an error, never an out-of-bounds panic.
 
-use ir::{BatchNorm, Conv2d, Linear, Pads2d, Pool2d, Shape, ShapeFmt, Tensor};
+use ir::{
+    ApproxMaxPool, ApproxRelu, BatchNorm, Conv2d, Linear, Pads2d, Pool2d, Shape, ShapeFmt, Tensor,
+};
 use rayon::prelude::*;
 
 /// Elementwise work is split into pieces of at least this many values.
@@ -378,6 +380,17 @@ pub fn relu(data: &mut [f32]) {
     });
 }
 
+/// The composite-polynomial ReLU of the IR ([`ApproxRelu::eval`], in f64),
+/// in place. Inputs outside `[−bound, bound]` are evaluated all the same:
+/// the result is what an encrypted run would compute.
+pub fn approx_relu(data: &mut [f32], a: &ApproxRelu) {
+    data.par_chunks_mut(PAR_MIN / 16).for_each(|chunk| {
+        for v in chunk {
+            *v = a.eval(*v as f64) as f32;
+        }
+    });
+}
+
 fn check_pool(p: &Pool2d) -> Result<(), String> {
     let pd = p.pads;
     if pd.top >= p.kernel[0]
@@ -470,6 +483,32 @@ pub fn avg_pool(x: &Tensor, p: &Pool2d, count_include_pad: bool) -> Result<Tenso
                     count
                 };
                 out[oy * g.ow + ox] = (sum / div as f64) as f32;
+            }
+        }
+    })
+}
+
+/// The polynomial max-pooling of the IR: each window, in row-major kernel
+/// order with padding as `None`, reduced by [`ApproxMaxPool::reduce_window`].
+pub fn approx_max_pool(x: &Tensor, a: &ApproxMaxPool) -> Result<Tensor, String> {
+    per_plane(x, &a.pool, |plane, out, g| {
+        let mut window = Vec::with_capacity(g.kh * g.kw);
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                window.clear();
+                for ky in 0..g.kh {
+                    let iy = (oy * g.stride[0] + ky).checked_sub(g.pads.top);
+                    for kx in 0..g.kw {
+                        let ix = (ox * g.stride[1] + kx).checked_sub(g.pads.left);
+                        window.push(match (iy, ix) {
+                            (Some(iy), Some(ix)) if iy < g.h && ix < g.w => {
+                                Some(plane[iy * g.w + ix] as f64)
+                            }
+                            _ => None,
+                        });
+                    }
+                }
+                out[oy * g.ow + ox] = a.reduce_window(window.iter().copied()) as f32;
             }
         }
     })

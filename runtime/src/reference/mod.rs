@@ -332,7 +332,13 @@ fn eval(
             kernels::relu(&mut v.t.data);
             v.t
         }
+        Op::ApproxRelu(a) => {
+            let mut v = args.pop().expect("one operand").into_owned();
+            kernels::approx_relu(&mut v.t.data, a);
+            v.t
+        }
         Op::MaxPool(p) => kernels::max_pool(&args[0].get().t, p)?,
+        Op::ApproxMaxPool(a) => kernels::approx_max_pool(&args[0].get().t, a)?,
         Op::AveragePool {
             pool,
             count_include_pad,
