@@ -26,7 +26,10 @@
 //! freed as soon as its last reader has run.
 
 mod kernels;
+mod ranges;
 pub mod synthetic;
+
+pub use ranges::{run_with_ranges, InputRange};
 
 use ir::{Graph, NodeId, Op, Shape, ShapeFmt, Tensor};
 
