@@ -371,6 +371,28 @@ fn fashion_mnist_test_and_train_splits() {
         hist[l as usize] += 1;
     }
     assert_eq!(hist, [6000; 10]);
+
+    // The usual normalisation constants are the training pixels' statistics,
+    // and normalising with them centres and scales the data.
+    let n = train.images.len() as f64;
+    let mean = train.images.iter().map(|&p| p as f64 / 255.0).sum::<f64>() / n;
+    let var = train
+        .images
+        .iter()
+        .map(|&p| (p as f64 / 255.0 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    assert!((mean - 0.2860).abs() < 5e-5, "mean {mean}");
+    assert!((var.sqrt() - 0.3530).abs() < 5e-5, "std {}", var.sqrt());
+    let p = Preprocess::from_json(LENET).unwrap();
+    let t = p.apply(&train.images, train.len()).unwrap();
+    assert_eq!(t.shape, vec![60_000, 1, 28, 28]);
+    let m = t.data.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let sd = (t.data.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n).sqrt();
+    assert!(
+        m.abs() < 1e-3 && (sd - 1.0).abs() < 1e-3,
+        "mean {m}, std {sd}"
+    );
 }
 
 #[test]
