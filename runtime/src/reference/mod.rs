@@ -8,8 +8,14 @@
 //! go through an f64 GEMM (`matrixmultiply::dgemm`, AVX-512/AVX2+FMA
 //! kernels), so the only error of a convolution output is the final rounding
 //! to f32 (plus ~1e-16 relative from the f64 sums); an f32 GEMM would be
-//! about twice as fast but its error grows with the reduction length, which
-//! is not acceptable for an oracle.
+//! 2–3× faster (BENCHMARKS.md) but its error grows with the reduction
+//! length, which is not acceptable for an oracle.
+//!
+//! The polynomial ops (`ApproxRelu`, `ApproxMaxPool`) are evaluated in f64
+//! with the IR's own definitions (`ir::ApproxRelu::eval`,
+//! `ir::ApproxMaxPool::reduce_window`), inputs outside their bound included;
+//! [`run_with_ranges`] reports such inputs and the input range of every
+//! ReLU and max-pool (for calibration).
 //!
 //! # Batching
 //!
@@ -21,9 +27,11 @@
 //! broadcast over the batch where they meet batched values; graph outputs are
 //! always returned with the batch.
 //!
-//! Work is spread over rayon's pool (over samples, and over output channels
-//! when the batch is smaller than the pool). Every intermediate value is
-//! freed as soon as its last reader has run.
+//! Work is spread over rayon's pool (convolutions over samples, blocks of
+//! output positions and, for small batches, blocks of output channels;
+//! other ops over planes or chunks). Every intermediate value is freed as
+//! soon as its last reader has run, and a value read for the last time by a
+//! unary elementwise op (ReLU, batch norm, reshapes) is updated in place.
 
 mod kernels;
 mod ranges;
