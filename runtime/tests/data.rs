@@ -562,3 +562,21 @@ np.save(d + '/big.npy', x.astype('>f4'))
     assert!(err_text(npy::read(dir.path().join("fortran.npy"))).contains("Fortran"));
     assert!(err_text(npy::read(dir.path().join("big.npy"))).contains("big-endian"));
 }
+
+/// The training scripts' own preprocessing of the first 16 test images
+/// (examples/train/make_sample.py, NumPy + PyTorch in f32), reproduced bit
+/// for bit.
+#[test]
+fn preprocess_matches_the_training_pipeline_bit_for_bit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let want = npy::read(root.join("examples/data/fmnist_test_16.npy")).unwrap();
+    let labels = npy::read(root.join("examples/data/fmnist_test_16_labels.npy")).unwrap();
+    let test = fashion_mnist::load(fashion_mnist::DEFAULT_DIR, Split::Test).unwrap();
+    let p = Preprocess::from_json(LENET).unwrap();
+    let got = p.apply(&test.images[..16 * 784], 16).unwrap();
+    assert_eq!(got.shape, want.shape);
+    let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    let ours: Vec<f32> = test.labels[..16].iter().map(|&l| l as f32).collect();
+    assert_eq!(labels.data, ours);
+}
