@@ -1,7 +1,7 @@
 //! The numeric kernels of the reference executor. They work on actual
-//! (batched) tensors, whose leading axis is a free batch axis; shapes were
-//! checked by the graph, but every kernel re-checks what it indexes by so a
-//! bad call is an error, never an out-of-bounds panic.
+//! (batched) tensors, whose leading axis is a free batch axis. Shapes were
+//! checked by the graph; the kernels still check the operands they index so
+//! that a bad call is an error rather than a panic.
 
 use ir::{
     ApproxMaxPool, ApproxRelu, BatchNorm, Conv2d, Linear, Pads2d, Pool2d, Shape, ShapeFmt, Tensor,
@@ -12,6 +12,13 @@ use rayon::prelude::*;
 const PAR_MIN: usize = 1 << 14;
 
 fn nchw(t: &Tensor) -> Result<[usize; 4], String> {
+    if t.data.len() != ir::numel(&t.shape) {
+        return Err(format!(
+            "operand {} holds {} values",
+            ShapeFmt(&t.shape),
+            t.data.len()
+        ));
+    }
     match t.shape[..] {
         [n, c, h, w] => Ok([n, c, h, w]),
         _ => Err(format!(
@@ -45,6 +52,13 @@ pub fn conv2d(x: &Tensor, c: &Conv2d) -> Result<Tensor, String> {
         _ => return Err(format!("weight must be 4-D, got {}", ShapeFmt(ws))),
     };
     let g = c.group;
+    if c.weight.data.len() != ir::numel(ws) {
+        return Err(format!(
+            "weight {} holds {} values",
+            ShapeFmt(ws),
+            c.weight.data.len()
+        ));
+    }
     if g == 0 || cg * g != ci || o % g != 0 {
         return Err(format!(
             "weight {} with group {g} does not fit {ci} input channels",
@@ -310,6 +324,9 @@ pub fn linear(x: &Tensor, l: &Linear) -> Result<Tensor, String> {
         if b.data.len() != out {
             return Err(format!("bias {} != [{out}]", ShapeFmt(&b.shape)));
         }
+    }
+    if x.data.len() != n * fin || l.weight.data.len() != out * win {
+        return Err("operand or weight data does not match its shape".into());
     }
     let x64: Vec<f64> = x.data.iter().map(|&v| v as f64).collect();
     // Weights are converted to f64 a block of rows at a time, so a large
