@@ -461,6 +461,8 @@ fn add_and_mul_broadcast_like_numpy() {
         (&[1, 2, 1, 3], &[4, 1]),
         (&[2, 1, 3], &[1, 4, 1]),
         (&[1, 3, 2, 2], &[]),
+        (&[1, 1, 1, 4], &[1, 3, 2, 4]),
+        (&[3, 1], &[1, 3, 5]),
     ];
     for &(sa, sb) in cases {
         for mul in [false, true] {

@@ -589,41 +589,100 @@ where
         return Ok((out, data));
     }
     let r = out.len();
-    let strides = |s: &[usize]| -> Vec<usize> {
-        let mut st = vec![0; r];
-        let mut acc = 1;
-        for d in (0..r).rev() {
-            st[d] = if s[d] == 1 { 0 } else { acc };
-            acc *= s[d];
-        }
-        st
-    };
-    let (sa, sb) = (strides(a.0), strides(b.0));
+    let (sa, sb) = (broadcast_strides(a.0, r), broadcast_strides(b.0, r));
     let mut data = vec![0f32; total];
     if total == 0 {
         return Ok((out, data));
     }
     let inner = out[r - 1];
     let (ia, ib) = (sa[r - 1], sb[r - 1]);
-    let mut idx = vec![0usize; r];
+    let (mut ia_idx, mut ib_idx) = (vec![0usize; r], vec![0usize; r]);
     let (mut oa, mut ob) = (0usize, 0usize);
     for row in data.chunks_mut(inner) {
         for (j, o) in row.iter_mut().enumerate() {
             *o = f(a.1[oa + j * ia], b.1[ob + j * ib]);
         }
-        for d in (0..r - 1).rev() {
-            idx[d] += 1;
-            oa += sa[d];
-            ob += sb[d];
-            if idx[d] < out[d] {
-                break;
-            }
-            oa -= sa[d] * out[d];
-            ob -= sb[d] * out[d];
-            idx[d] = 0;
-        }
+        advance(&mut ia_idx, &out, &sa, &mut oa);
+        advance(&mut ib_idx, &out, &sb, &mut ob);
     }
     Ok((out, data))
+}
+
+/// `dst ← f(dst, other)` elementwise, `other` broadcast to `shape` (the
+/// shape of `dst`; equal ranks). Only for commutative `f`, as the result
+/// may replace either operand of the IR op.
+pub fn binary_in_place<F>(
+    dst: &mut [f32],
+    shape: &[usize],
+    other: (&[usize], &[f32]),
+    f: F,
+) -> Result<(), String>
+where
+    F: Fn(f32, f32) -> f32 + Sync,
+{
+    let (os, od) = other;
+    if ir::broadcast(shape, os)? != shape || os.len() != shape.len() {
+        return Err(format!(
+            "internal error: {} does not broadcast to {}",
+            ShapeFmt(os),
+            ShapeFmt(shape)
+        ));
+    }
+    if dst.len() != ir::numel(shape) || od.len() != ir::numel(os) {
+        return Err("operand data does not match its shape".into());
+    }
+    if dst.is_empty() {
+        return Ok(());
+    }
+    if os == shape {
+        dst.par_chunks_mut(PAR_MIN)
+            .zip(od.par_chunks(PAR_MIN))
+            .for_each(|(d, o)| {
+                for (d, o) in d.iter_mut().zip(o) {
+                    *d = f(*d, *o);
+                }
+            });
+        return Ok(());
+    }
+    let r = shape.len();
+    let st = broadcast_strides(os, r);
+    let inner = shape[r - 1];
+    let io = st[r - 1];
+    let mut idx = vec![0usize; r];
+    let mut off = 0usize;
+    for row in dst.chunks_mut(inner) {
+        for (j, d) in row.iter_mut().enumerate() {
+            *d = f(*d, od[off + j * io]);
+        }
+        advance(&mut idx, shape, &st, &mut off);
+    }
+    Ok(())
+}
+
+/// Row-major strides of `s` with 0 on its broadcast (size-1) axes.
+fn broadcast_strides(s: &[usize], r: usize) -> Vec<usize> {
+    let mut st = vec![0; r];
+    let mut acc = 1;
+    for d in (0..r).rev() {
+        st[d] = if s[d] == 1 { 0 } else { acc };
+        acc *= s[d];
+    }
+    st
+}
+
+/// Steps the multi-index `idx` over all but the last axis of `shape`,
+/// keeping `off` = Σ idx·strides.
+fn advance(idx: &mut [usize], shape: &[usize], strides: &[usize], off: &mut usize) {
+    let r = shape.len();
+    for d in (0..r - 1).rev() {
+        idx[d] += 1;
+        *off += strides[d];
+        if idx[d] < shape[d] {
+            return;
+        }
+        *off -= strides[d] * shape[d];
+        idx[d] = 0;
+    }
 }
 
 /// Concatenation along `axis` of parts `[b_i, ...]` whose leading (batch)

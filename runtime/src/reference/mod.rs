@@ -357,20 +357,42 @@ fn eval(
         Op::GlobalAveragePool => kernels::global_avg_pool(&args[0].get().t)?,
         Op::Linear(l) => kernels::linear(&args[0].get().t, l)?,
         Op::Add | Op::Mul => {
-            let ext: Vec<(Shape, &[f32])> = args
+            let add = matches!(node.op, Op::Add);
+            let rank = node.shape.len();
+            let ext: Vec<Shape> = args
                 .iter()
                 .zip(shapes)
-                .map(|(a, s)| {
-                    let v = a.get();
-                    let b = if v.batched { batch } else { 1 };
-                    (extend(s, node.shape.len(), b), &v.t.data[..])
-                })
+                .map(|(a, s)| extend(s, rank, if a.get().batched { batch } else { 1 }))
                 .collect();
-            let (a, c) = ((&ext[0].0[..], ext[0].1), (&ext[1].0[..], ext[1].1));
-            let (_, data) = if matches!(node.op, Op::Add) {
-                kernels::broadcast_binary(a, c, |x, y| x + y)?
+            let out_ext = extend(&node.shape, rank, b);
+            // An operand read for the last time that already has the output's
+            // shape (a residual sum) receives the result in place.
+            let reuse = (0..2).find(|&i| matches!(args[i], Operand::Owned(_)) && ext[i] == out_ext);
+            let data = if let Some(i) = reuse {
+                let other = args.pop().expect("two operands");
+                let dst = args.pop().expect("two operands");
+                let (mut dst, other) = if i == 0 { (dst, other) } else { (other, dst) };
+                let Operand::Owned(v) = &mut dst else {
+                    unreachable!("operand {i} is owned")
+                };
+                let mut data = std::mem::take(&mut v.t.data);
+                let o = (&ext[1 - i][..], &other.get().t.data[..]);
+                if add {
+                    kernels::binary_in_place(&mut data, &out_ext, o, |x, y| x + y)?;
+                } else {
+                    kernels::binary_in_place(&mut data, &out_ext, o, |x, y| x * y)?;
+                }
+                data
             } else {
-                kernels::broadcast_binary(a, c, |x, y| x * y)?
+                let (x, y) = (
+                    (&ext[0][..], &args[0].get().t.data[..]),
+                    (&ext[1][..], &args[1].get().t.data[..]),
+                );
+                if add {
+                    kernels::broadcast_binary(x, y, |x, y| x + y)?.1
+                } else {
+                    kernels::broadcast_binary(x, y, |x, y| x * y)?.1
+                }
             };
             Tensor {
                 shape: batched_shape(&node.shape, b)?,
