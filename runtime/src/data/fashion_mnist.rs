@@ -66,7 +66,7 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// The pixels of image `i`.
+    /// The pixels of image `i` (panics if `i >= len()`).
     pub fn image(&self, i: usize) -> &[u8] {
         &self.images[i * SIDE * SIDE..(i + 1) * SIDE * SIDE]
     }
@@ -74,6 +74,7 @@ impl Dataset {
     /// Pixels of images `range` as `[n, 1, 28, 28]`, scaled to `[0, 1]` the
     /// way torchvision's `ToTensor` does (`p as f32 / 255.0`), without
     /// normalisation; see [`super::Preprocess::apply`] for the full pipeline.
+    /// Panics if `range` is not inside `0..len()`.
     pub fn tensor(&self, range: std::ops::Range<usize>) -> Tensor {
         let px = &self.images[range.start * SIDE * SIDE..range.end * SIDE * SIDE];
         Tensor {
