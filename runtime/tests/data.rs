@@ -580,3 +580,31 @@ fn preprocess_matches_the_training_pipeline_bit_for_bit() {
     let ours: Vec<f32> = test.labels[..16].iter().map(|&l| l as f32).collect();
     assert_eq!(labels.data, ours);
 }
+
+#[test]
+fn top1_and_accuracy_follow_numpy_argmax() {
+    use runtime::data::{accuracy, top1};
+    let logits = Tensor::new(
+        vec![4, 3],
+        vec![
+            0.1,
+            0.7,
+            0.2, // 1
+            5.0,
+            5.0,
+            -1.0, // tie: first
+            -3.0,
+            f32::NAN,
+            9.0, // NaN wins
+            -2.0,
+            -1.0,
+            -1.5, // 1
+        ],
+    )
+    .unwrap();
+    assert_eq!(top1(&logits).unwrap(), vec![1, 0, 1, 1]);
+    assert_eq!(accuracy(&logits, &[1, 0, 2, 1]).unwrap(), 0.75);
+    assert!(accuracy(&logits, &[1, 0]).is_err());
+    assert!(top1(&Tensor::zeros(vec![4])).is_err());
+    assert!(top1(&Tensor::zeros(vec![2, 0])).is_err());
+}
