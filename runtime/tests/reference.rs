@@ -168,18 +168,22 @@ fn conv_wide_layers_batch_one_and_many() {
     check_conv(&mut rng, 2, 8, 9, 9, cv);
     // Long reductions: the output positions are cut into blocks of 64 that
     // do not start at row boundaries.
-    for (n, stride, dilation, h, w) in [(2, 1, 1, 13, 11), (1, 2, 2, 23, 17)] {
+    for (n, stride, dilation, h, w) in [
+        (2, [1, 1], [1, 1], 13, 11),
+        (1, [2, 1], [2, 1], 23, 17),
+        (2, [2, 3], [1, 2], 23, 31),
+    ] {
         let cv = Conv2d {
             weight: rng.tensor(vec![10, 64, 3, 3], 0.2),
             bias: Some(rng.tensor(vec![10], 0.5)),
-            stride: [stride, 1],
+            stride,
             pads: Pads2d {
                 top: 2,
                 left: 1,
                 bottom: 0,
                 right: 2,
             },
-            dilation: [dilation, 1],
+            dilation,
             group: 1,
         };
         check_conv(&mut rng, n, 64, h, w, cv);
