@@ -150,8 +150,11 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataErro
     let name = path
         .file_name()
         .ok_or_else(|| DataError::Invalid(format!("{}: not a file path", path.display())))?;
+    // Unique per process and call, so concurrent writers never share it.
+    static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{serial}",
         name.to_string_lossy(),
         std::process::id()
     ));
