@@ -863,6 +863,13 @@ fn batch_equals_per_sample_runs() {
         run(&net, std::slice::from_ref(&x)).unwrap(),
         per_sample_concat(&net, &x)
     );
+
+    let net = runtime::reference::synthetic::lenet5(10, 12).unwrap();
+    assert_eq!(net.param_count(), 61_706);
+    let x = rng.tensor(vec![4, 1, 28, 28], 1.0);
+    let out = run(&net, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(out[0].shape, vec![4, 10]);
+    assert_eq!(out, per_sample_concat(&net, &x));
 }
 
 #[test]

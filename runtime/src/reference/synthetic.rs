@@ -145,3 +145,52 @@ pub fn resnet20(input: [usize; 3], classes: usize, seed: u64) -> Result<Graph, I
     b.g.set_outputs(vec![logits]);
     Ok(b.g)
 }
+
+/// LeNet-5 for 28×28 greyscale input (the Fashion-MNIST variant: 5×5
+/// convolutions to 6 and 16 channels, the first padded by 2, each followed
+/// by ReLU and 2×2 max-pooling, then linear layers 400→120→84→`classes`
+/// with ReLUs); 61,706 parameters for 10 classes. Weights are pseudo-random
+/// from `seed`.
+pub fn lenet5(classes: usize, seed: u64) -> Result<Graph, IrError> {
+    let mut rng = SplitMix64::new(seed);
+    let mut g = Graph::new("lenet5");
+    let x = g.add_input("input", vec![1, 1, 28, 28])?;
+    let mut cur = x;
+    for (i, (cin, cout, pad)) in [(1usize, 6usize, 2usize), (6, 16, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let a = (6.0 / (cin * 25) as f64).sqrt();
+        let conv = Conv2d {
+            weight: rng.tensor(vec![cout, cin, 5, 5], a),
+            bias: Some(rng.tensor(vec![cout], 0.1)),
+            stride: [1, 1],
+            pads: Pads2d::same(pad),
+            dilation: [1, 1],
+            group: 1,
+        };
+        cur = g.add(format!("conv{}", i + 1), Op::Conv2d(conv), &[cur])?;
+        cur = g.add(format!("relu{}", i + 1), Op::Relu, &[cur])?;
+        let pool = ir::Pool2d {
+            kernel: [2, 2],
+            stride: [2, 2],
+            pads: Pads2d::default(),
+        };
+        cur = g.add(format!("pool{}", i + 1), Op::MaxPool(pool), &[cur])?;
+    }
+    cur = g.add("flatten", Op::Flatten { axis: 1 }, &[cur])?;
+    let dims = [400, 120, 84, classes];
+    for i in 0..3 {
+        let a = (6.0 / dims[i] as f64).sqrt();
+        let l = Linear {
+            weight: rng.tensor(vec![dims[i + 1], dims[i]], a),
+            bias: Some(rng.tensor(vec![dims[i + 1]], 0.1)),
+        };
+        cur = g.add(format!("fc{}", i + 1), Op::Linear(l), &[cur])?;
+        if i < 2 {
+            cur = g.add(format!("fc_relu{}", i + 1), Op::Relu, &[cur])?;
+        }
+    }
+    g.set_outputs(vec![cur]);
+    Ok(g)
+}
