@@ -1,9 +1,11 @@
-//! Throughput of the reference executor on a CIFAR-style ResNet-20 with
-//! pseudo-random weights (3×32×32 input, 16/32/64 channels).
+//! Throughput of the reference executor on a CIFAR-style ResNet-20
+//! (3×32×32 input, 16/32/64 channels) and on LeNet-5 (1×28×28), both with
+//! pseudo-random weights.
 //!
 //!     cargo run --release -p runtime --example reference_bench [-- SECONDS]
 //!
-//! Runs batch 1 and batch 64 for about SECONDS each (default 5) after a
+//! Runs ResNet-20 at batch 1 and 64 and LeNet-5 at batch 1 and 1000, for
+//! about SECONDS each (default 5), after a
 //! warm-up run and prints images per second of wall time and, on Linux, per
 //! second of process CPU time (informative on a shared, loaded machine), then
 //! the wall time spent in each op kind during one batch-64 run.
@@ -29,32 +31,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rayon::current_num_threads()
     );
     for batch in [1usize, 64] {
-        let x = rng.tensor(vec![batch, 3, 32, 32], 1.0);
-        let inputs = [x];
-        run(&graph, &inputs)?; // warm-up
-        let budget = Duration::from_secs_f64(seconds);
-        let cpu0 = cpu_seconds();
-        let start = Instant::now();
-        let mut runs = 0usize;
-        while runs == 0 || start.elapsed() < budget {
-            let out = run(&graph, &inputs)?;
-            assert_eq!(out[0].shape, vec![batch, 10]);
-            runs += 1;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let cpu = match (cpu0, cpu_seconds()) {
-            (Some(a), Some(b)) if b > a => format!(
-                ", {:.2} s CPU, {:.1} images per CPU-second",
-                b - a,
-                (runs * batch) as f64 / (b - a)
-            ),
-            _ => String::new(),
-        };
-        println!(
-            "batch {batch:>3}: {runs} runs in {secs:.2} s, {:.1} ms/run, {:.1} images/s{cpu}",
-            1e3 * secs / runs as f64,
-            (runs * batch) as f64 / secs
-        );
+        measure(&graph, &mut rng, batch, seconds)?;
+    }
+    let lenet = synthetic::lenet5(10, 2023)?;
+    println!("lenet5 1x28x28: {} parameters", lenet.param_count());
+    for batch in [1usize, 1000] {
+        measure(&lenet, &mut rng, batch, seconds)?;
     }
 
     let x = rng.tensor(vec![64, 3, 32, 32], 1.0);
@@ -74,6 +56,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * t / total
         );
     }
+    Ok(())
+}
+
+/// Runs `graph` on random batches of `batch` for about `seconds` and prints
+/// the throughput.
+fn measure(
+    graph: &ir::Graph,
+    rng: &mut synthetic::SplitMix64,
+    batch: usize,
+    seconds: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut shape = graph.node(graph.inputs()[0]).shape.clone();
+    shape[0] = batch;
+    let inputs = [rng.tensor(shape, 1.0)];
+    run(graph, &inputs)?; // warm-up
+    let budget = Duration::from_secs_f64(seconds);
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut runs = 0usize;
+    while runs == 0 || start.elapsed() < budget {
+        let out = run(graph, &inputs)?;
+        assert_eq!(out[0].shape[0], batch);
+        runs += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => format!(
+            ", {:.2} s CPU, {:.1} images per CPU-second",
+            b - a,
+            (runs * batch) as f64 / (b - a)
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "batch {batch:>4}: {runs} runs in {secs:.2} s, {:.1} ms/run, {:.1} images/s{cpu}",
+        1e3 * secs / runs as f64,
+        (runs * batch) as f64 / secs
+    );
     Ok(())
 }
 
