@@ -914,12 +914,14 @@ fn outputs_read_by_other_nodes_are_not_clobbered() {
     let id = g.add("id", Op::Identity, &[x]).unwrap();
     let r = g.add("r", Op::Relu, &[id]).unwrap();
     let s = g.add("s", Op::Add, &[id, id]).unwrap();
-    g.set_outputs(vec![r, id, s]);
+    g.set_outputs(vec![r, id, s, id, x]);
     let xv = Tensor::new(vec![1, 4], vec![-1.0, 2.0, -3.0, 4.0]).unwrap();
     let out = run(&g, std::slice::from_ref(&xv)).unwrap();
     assert_eq!(out[0].data, vec![0.0, 2.0, 0.0, 4.0]);
     assert_eq!(out[1], xv);
     assert_eq!(out[2].data, vec![-2.0, 4.0, -6.0, 8.0]);
+    assert_eq!(out[3], xv, "an output listed twice");
+    assert_eq!(out[4], xv, "an input as output");
 }
 
 // ---------------------------------------------------------------- errors

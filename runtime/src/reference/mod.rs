@@ -203,10 +203,16 @@ pub fn run_traced(
     graph
         .outputs()
         .iter()
-        .map(|&o| {
+        .enumerate()
+        .map(|(k, &o)| {
             let v = values[o.index()].as_ref().expect("outputs are kept");
             if v.batched || batch == 1 {
-                Ok(v.t.clone())
+                // Moved out at its last mention among the outputs.
+                if graph.outputs()[k + 1..].contains(&o) {
+                    Ok(v.t.clone())
+                } else {
+                    Ok(values[o.index()].take().expect("outputs are kept").t)
+                }
             } else {
                 let node = graph.node(o);
                 let shape = batched_shape(&node.shape, batch).map_err(|msg| ExecError::Node {
