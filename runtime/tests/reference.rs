@@ -41,8 +41,12 @@ fn idx4(s: [usize; 4], n: usize, c: usize, y: usize, x: usize) -> usize {
 
 // ---------------------------------------------------------------- conv
 
-fn naive_conv(x: &Tensor, cv: &Conv2d) -> (Vec<usize>, Vec<f64>) {
-    let xs = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.data.iter().map(|&v| v as f64).collect()
+}
+
+fn naive_conv(shape: &[usize], x: &[f64], cv: &Conv2d) -> (Vec<usize>, Vec<f64>) {
+    let xs = [shape[0], shape[1], shape[2], shape[3]];
     let ws = [
         cv.weight.shape[0],
         cv.weight.shape[1],
@@ -75,7 +79,7 @@ fn naive_conv(x: &Tensor, cv: &Conv2d) -> (Vec<usize>, Vec<f64>) {
                                     continue;
                                 }
                                 let wv = cv.weight.data[idx4(ws, oc, icg, ky, kx)] as f64;
-                                let xv = x.data[idx4(xs, n, ic, iy as usize, ix as usize)] as f64;
+                                let xv = x[idx4(xs, n, ic, iy as usize, ix as usize)];
                                 s += wv * xv;
                             }
                         }
@@ -96,7 +100,7 @@ fn check_conv(rng: &mut SplitMix64, n: usize, cin: usize, h: usize, w: usize, cv
     let g = unary(Op::Conv2d(cv.clone()), vec![1, cin, h, w]);
     let x = rng.tensor(vec![n, cin, h, w], 2.0);
     let got = run1(&g, x.clone());
-    let (shape, want) = naive_conv(&x, &cv);
+    let (shape, want) = naive_conv(&x.shape, &f64s(&x), &cv);
     assert_eq!(got.shape, shape, "{desc}");
     assert_close(&got, &want, &desc);
 }
@@ -211,8 +215,8 @@ fn conv_accumulates_in_f64() {
 
 // ---------------------------------------------------------------- pooling
 
-fn naive_pool(x: &Tensor, p: &Pool2d, mode: &str) -> (Vec<usize>, Vec<f64>) {
-    let s = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+fn naive_pool(shape: &[usize], x: &[f64], p: &Pool2d, mode: &str) -> (Vec<usize>, Vec<f64>) {
+    let s = [shape[0], shape[1], shape[2], shape[3]];
     let oh = (s[2] + p.pads.top + p.pads.bottom - p.kernel[0]) / p.stride[0] + 1;
     let ow = (s[3] + p.pads.left + p.pads.right - p.kernel[1]) / p.stride[1] + 1;
     let mut out = Vec::new();
@@ -226,7 +230,7 @@ fn naive_pool(x: &Tensor, p: &Pool2d, mode: &str) -> (Vec<usize>, Vec<f64>) {
                             let iy = (oy * p.stride[0] + ky) as isize - p.pads.top as isize;
                             let ix = (ox * p.stride[1] + kx) as isize - p.pads.left as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < s[2] && (ix as usize) < s[3] {
-                                vals.push(x.data[idx4(s, n, c, iy as usize, ix as usize)] as f64);
+                                vals.push(x[idx4(s, n, c, iy as usize, ix as usize)]);
                             }
                         }
                     }
@@ -277,7 +281,7 @@ fn pools_match_naive_on_random_geometries() {
         };
         let g = unary(op, vec![1, c, h, w]);
         let got = run1(&g, x.clone());
-        let (shape, want) = naive_pool(&x, &p, mode);
+        let (shape, want) = naive_pool(&x.shape, &f64s(&x), &p, mode);
         let desc = format!("{mode} x{:?} {p:?}", x.shape);
         assert_eq!(got.shape, shape, "{desc}");
         assert_close(&got, &want, &desc);
@@ -421,7 +425,7 @@ fn relu_pad_identity() {
 }
 
 /// Numpy broadcasting over IR shapes, one sample at a time.
-fn naive_broadcast(a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], mul: bool) -> Vec<f64> {
+fn naive_broadcast(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], mul: bool) -> Vec<f64> {
     let r = sa.len().max(sb.len());
     let pad = |s: &[usize]| {
         let mut p = vec![1; r - s.len()];
@@ -443,7 +447,7 @@ fn naive_broadcast(a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], mul: bool) 
                 idx[d] = k % out[d];
                 k /= out[d];
             }
-            let (x, y) = (a[flat(&pa, &idx)] as f64, b[flat(&pb, &idx)] as f64);
+            let (x, y) = (a[flat(&pa, &idx)], b[flat(&pb, &idx)]);
             if mul {
                 x * y
             } else {
@@ -499,15 +503,16 @@ fn add_and_mul_broadcast_like_numpy() {
                 };
                 let got = run(&g, &inputs).unwrap().pop().unwrap();
                 let (na, nb) = (ir::numel(sa), ir::numel(sb));
+                let (xa64, xb64) = (f64s(&xa), f64s(&xb));
                 let mut want = Vec::new();
                 for s in 0..batch {
                     let bs = if b_is_const {
-                        &xb.data[..]
+                        &xb64[..]
                     } else {
-                        &xb.data[s * nb..(s + 1) * nb]
+                        &xb64[s * nb..(s + 1) * nb]
                     };
                     want.extend(naive_broadcast(
-                        &xa.data[s * na..(s + 1) * na],
+                        &xa64[s * na..(s + 1) * na],
                         sa,
                         bs,
                         sb,
@@ -988,6 +993,152 @@ fn invalid_graphs_are_refused() {
     let err = run(&g, &[Tensor::zeros(vec![1, 2])]).unwrap_err();
     assert!(matches!(err, ExecError::InvalidGraph { .. }), "{err}");
     assert!(err.to_string().contains("noout"), "{err}");
+}
+
+/// An independent f64 interpreter of the IR for one sample, built from the
+/// naive ops above: the whole-graph oracle (operand order, value lifetimes,
+/// in-place reuse).
+fn naive_graph(g: &Graph, x: &Tensor) -> Vec<(Vec<usize>, Vec<f64>)> {
+    let mut vals: std::collections::HashMap<NodeId, (Vec<usize>, Vec<f64>)> =
+        std::collections::HashMap::new();
+    for n in g.topo_order() {
+        let node = g.node(n);
+        let args: Vec<&(Vec<usize>, Vec<f64>)> = g.operands(n).iter().map(|o| &vals[o]).collect();
+        let same = |f: &dyn Fn(f64) -> f64| {
+            (
+                node.shape.clone(),
+                args[0].1.iter().map(|&v| f(v)).collect(),
+            )
+        };
+        let v: (Vec<usize>, Vec<f64>) = match &node.op {
+            Op::Input => (x.shape.clone(), f64s(x)),
+            Op::Constant(t) => (t.shape.clone(), f64s(t)),
+            Op::Conv2d(c) => naive_conv(&args[0].0, &args[0].1, c),
+            Op::BatchNorm(bn) => {
+                let c = node.shape[1];
+                let inner: usize = node.shape[2..].iter().product();
+                let data = args[0]
+                    .1
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let ch = (i / inner) % c;
+                        let sd = (bn.var.data[ch] as f64 + bn.epsilon as f64).sqrt();
+                        (v - bn.mean.data[ch] as f64) / sd * bn.scale.data[ch] as f64
+                            + bn.bias.data[ch] as f64
+                    })
+                    .collect();
+                (node.shape.clone(), data)
+            }
+            Op::Relu => same(&|v| v.max(0.0)),
+            Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => same(&|v| v),
+            Op::MaxPool(p) => naive_pool(&args[0].0, &args[0].1, p, "max"),
+            Op::AveragePool {
+                pool,
+                count_include_pad,
+            } => {
+                let mode = if *count_include_pad {
+                    "avg_incl"
+                } else {
+                    "avg_excl"
+                };
+                naive_pool(&args[0].0, &args[0].1, pool, mode)
+            }
+            Op::GlobalAveragePool => {
+                let s = &args[0].0;
+                let hw = s[2] * s[3];
+                let data = args[0]
+                    .1
+                    .chunks(hw)
+                    .map(|p| p.iter().sum::<f64>() / hw as f64);
+                (node.shape.clone(), data.collect())
+            }
+            Op::Linear(l) => {
+                let (fin, out) = (l.weight.shape[1], l.weight.shape[0]);
+                let mut data = Vec::new();
+                for row in args[0].1.chunks(fin) {
+                    for j in 0..out {
+                        let mut acc = l.bias.as_ref().map_or(0.0, |b| b.data[j] as f64);
+                        for (i, &v) in row.iter().enumerate() {
+                            acc += v * l.weight.data[j * fin + i] as f64;
+                        }
+                        data.push(acc);
+                    }
+                }
+                (node.shape.clone(), data)
+            }
+            Op::Add | Op::Mul => {
+                let mul = matches!(node.op, Op::Mul);
+                let data = naive_broadcast(&args[0].1, &args[0].0, &args[1].1, &args[1].0, mul);
+                (node.shape.clone(), data)
+            }
+            Op::Concat { axis } => {
+                let outer: usize = node.shape[..*axis].iter().product();
+                let mut data = Vec::new();
+                for q in 0..outer {
+                    for (s, d) in &args {
+                        let len: usize = s[*axis..].iter().product();
+                        data.extend_from_slice(&d[q * len..(q + 1) * len]);
+                    }
+                }
+                (node.shape.clone(), data)
+            }
+            Op::Pad { pads, value } => {
+                let s = &args[0].0;
+                let (h, w) = (s[2], s[3]);
+                let (ph, pw) = (node.shape[2], node.shape[3]);
+                let mut data = vec![*value as f64; ir::numel(&node.shape)];
+                for (plane, src) in args[0].1.chunks(h * w).enumerate() {
+                    for y in 0..h {
+                        for x in 0..w {
+                            data[plane * ph * pw + (y + pads.top) * pw + x + pads.left] =
+                                src[y * w + x];
+                        }
+                    }
+                }
+                (node.shape.clone(), data)
+            }
+            other => panic!("the naive interpreter lacks {}", other.kind()),
+        };
+        vals.insert(n, v);
+    }
+    g.outputs().iter().map(|o| vals[o].clone()).collect()
+}
+
+#[test]
+fn whole_graphs_match_the_naive_interpreter() {
+    let mut rng = SplitMix64::new(16);
+    let graphs = [
+        (mixed_graph(&mut rng), 2),
+        (resnet20([3, 16, 16], 10, 17).unwrap(), 2),
+        (runtime::reference::synthetic::lenet5(10, 18).unwrap(), 3),
+    ];
+    for (g, batch) in graphs {
+        let mut shape = g.node(g.inputs()[0]).shape.clone();
+        shape[0] = batch;
+        let x = rng.tensor(shape.clone(), 1.0);
+        let got = run(&g, std::slice::from_ref(&x)).unwrap();
+        let per = x.data.len() / batch;
+        for s in 0..batch {
+            shape[0] = 1;
+            let xs = Tensor::new(shape.clone(), x.data[s * per..(s + 1) * per].to_vec()).unwrap();
+            let want = naive_graph(&g, &xs);
+            for (k, (out, (wshape, w))) in got.iter().zip(&want).enumerate() {
+                let n = w.len();
+                assert_eq!(out.shape[1..], wshape[1..], "{} output {k}", g.name);
+                let o = &out.data[s * n..(s + 1) * n];
+                // Intermediates are rounded to f32 layer after layer.
+                let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                for (i, (&a, &b)) in o.iter().zip(w).enumerate() {
+                    assert!(
+                        (a as f64 - b).abs() <= 1e-4 * scale,
+                        "{} output {k} sample {s} element {i}: {a} vs {b}",
+                        g.name
+                    );
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- ranges
