@@ -3,6 +3,7 @@
 
 use super::DataError;
 use ir::Tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -139,21 +140,23 @@ impl Preprocess {
         let mean: Vec<f32> = self.mean.iter().map(|&m| m as f32).collect();
         let std: Vec<f32> = self.std.iter().map(|&s| s as f32).collect();
         let norm = |p: u8, ch: usize| (p as f32 / 255.0 - mean[ch]) / std[ch];
-        let mut data = Vec::with_capacity(n * c * ph * pw);
-        for img in images.chunks_exact(c * h * w) {
-            for (ch, plane) in img.chunks_exact(h * w).enumerate() {
-                let zero = norm(0, ch);
-                for y in 0..ph {
-                    if y < self.pad || y >= self.pad + h {
-                        data.extend(std::iter::repeat_n(zero, pw));
-                        continue;
+        let pad = self.pad;
+        let mut data = vec![0f32; n * c * ph * pw];
+        if !data.is_empty() {
+            // One plane per task; every output value is written.
+            data.par_chunks_mut(ph * pw)
+                .zip(images.par_chunks(h * w))
+                .enumerate()
+                .for_each(|(i, (out, plane))| {
+                    let ch = i % c;
+                    out.fill(norm(0, ch));
+                    for (y, row) in plane.chunks_exact(w).enumerate() {
+                        let o = (y + pad) * pw + pad;
+                        for (d, &p) in out[o..o + w].iter_mut().zip(row) {
+                            *d = norm(p, ch);
+                        }
                     }
-                    let row = &plane[(y - self.pad) * w..(y - self.pad + 1) * w];
-                    data.extend(std::iter::repeat_n(zero, self.pad));
-                    data.extend(row.iter().map(|&p| norm(p, ch)));
-                    data.extend(std::iter::repeat_n(zero, self.pad));
-                }
-            }
+                });
         }
         Tensor::new(vec![n, c, ph, pw], data).map_err(|e| DataError::Invalid(e.to_string()))
     }
