@@ -1197,3 +1197,26 @@ fn ranges_report_max_input_and_overflows() {
     merged.merge(&ranges[1]);
     assert_eq!((merged.count, merged.overflows), (16, 2));
 }
+
+#[test]
+fn inputs_with_a_leading_axis_above_one_take_multiples_of_it() {
+    let mut g = Graph::new("rows");
+    let x = g.add_input("x", vec![2, 3]).unwrap();
+    let r = g.add("r", Op::Relu, &[x]).unwrap();
+    let f = g.add("f", Op::Reshape { shape: vec![1, 6] }, &[r]).unwrap();
+    g.set_outputs(vec![f]);
+    let xv = Tensor::new(vec![4, 3], (0..12).map(|i| i as f32 - 6.0).collect()).unwrap();
+    let out = run(&g, &[xv]).unwrap();
+    assert_eq!(out[0].shape, vec![2, 6], "two samples of [2, 3]");
+    assert_eq!(
+        out[0].data,
+        vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    );
+    let err = run(&g, &[Tensor::zeros(vec![3, 3])])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("%x") && err.contains("f32[3,3]") && err.contains("f32[2,3]"),
+        "{err}"
+    );
+}
