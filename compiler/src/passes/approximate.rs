@@ -82,10 +82,12 @@ pub fn approximate(
             .map(|l| l.bound)
             .ok_or_else(|| ApproximateError::Uncalibrated(name.clone()))?;
         let alpha = alphas.alpha_for(&name);
-        if !signs.contains_key(&alpha) {
-            signs.insert(alpha, source.relu_sign(alpha).map_err(fail)?);
-        }
-        let sign = signs[&alpha].clone();
+        let sign = match signs.entry(alpha) {
+            std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(source.relu_sign(alpha).map_err(fail)?).clone()
+            }
+        };
         let new = match &node.op {
             Op::Relu => Op::ApproxRelu(ApproxRelu { bound, sign }),
             Op::MaxPool(pool) => {

@@ -186,7 +186,11 @@ pub fn collect_ranges(
                 op: a.op.to_string(),
                 observed_max: a.max,
                 bound,
-                mean_abs: if a.count > 0 { a.sum / a.count as f64 } else { 0.0 },
+                mean_abs: if a.count > 0 {
+                    a.sum / a.count as f64
+                } else {
+                    0.0
+                },
                 p999_abs: a.percentile(0.999),
                 count: a.count,
                 overflows: a.overflows,
@@ -211,13 +215,15 @@ mod tests {
     fn bounds_are_max_times_margin_and_overflows_are_counted() {
         let mut g = Graph::new("cal");
         let x = g.add_input("x", vec![1, 2, 5, 5]).unwrap();
-        let c = g.add("conv", conv(2, 3, 3, 1, Pads2d::same(1), 3), &[x]).unwrap();
+        let c = g
+            .add("conv", conv(2, 3, 3, 1, Pads2d::same(1), 3), &[x])
+            .unwrap();
         let r = g.add("relu", Op::Relu, &[c]).unwrap();
         g.set_outputs(vec![r]);
         let data = random_input(&[4, 2, 5, 5], 9);
         // The exact maximum |conv output| from a traced run.
         let mut want = 0.0f64;
-        runtime::reference::run_traced(&g, &[data.clone()], &mut |id, v| {
+        runtime::reference::run_traced(&g, std::slice::from_ref(&data), &mut |id, v| {
             if id == c {
                 want = v.data.iter().fold(want, |m, &x| m.max((x as f64).abs()));
             }
@@ -236,7 +242,7 @@ mod tests {
         // of values above it.
         let half = want / 2.0;
         let mut above = 0;
-        runtime::reference::run_traced(&g, &[data.clone()], &mut |id, v| {
+        runtime::reference::run_traced(&g, std::slice::from_ref(&data), &mut |id, v| {
             if id == c {
                 above += v.data.iter().filter(|x| (**x as f64).abs() > half).count() as u64;
             }

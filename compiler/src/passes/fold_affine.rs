@@ -246,7 +246,9 @@ mod tests {
     fn conv_bn_folds_and_keeps_values() {
         let mut g = Graph::new("cb");
         let x = g.add_input("x", vec![1, 3, 8, 8]).unwrap();
-        let c = g.add("conv", conv(3, 4, 3, 1, Pads2d::same(1), 7), &[x]).unwrap();
+        let c = g
+            .add("conv", conv(3, 4, 3, 1, Pads2d::same(1), 7), &[x])
+            .unwrap();
         let b = g.add("bn", bn(4, 11), &[c]).unwrap();
         let r = g.add("relu", Op::Relu, &[b]).unwrap();
         g.set_outputs(vec![r]);
@@ -265,7 +267,9 @@ mod tests {
             let mut g = Graph::new("pre");
             let x = g.add_input("x", vec![1, 3, 6, 6]).unwrap();
             let b = g.add("bn", bn(3, 21), &[x]).unwrap();
-            let c = g.add("conv", conv(3, 5, 3, 1, Pads2d::same(pad), 9), &[b]).unwrap();
+            let c = g
+                .add("conv", conv(3, 5, 3, 1, Pads2d::same(pad), 9), &[b])
+                .unwrap();
             g.set_outputs(vec![c]);
             let input = random_input(&[1, 3, 6, 6], 8);
             let before = run(&g, &input);
@@ -290,7 +294,9 @@ mod tests {
                 &[x],
             )
             .unwrap();
-        let k = g.add("k", Op::Constant(rng_tensor(vec![4], 4, 0.5, 2.0)), &[]).unwrap();
+        let k = g
+            .add("k", Op::Constant(rng_tensor(vec![4], 4, 0.5, 2.0)), &[])
+            .unwrap();
         let m = g.add("mul", Op::Mul, &[k, l]).unwrap();
         let s = g.add("s", Op::Constant(Tensor::scalar(0.25)), &[]).unwrap();
         let a = g.add("add", Op::Add, &[m, s]).unwrap();
@@ -307,7 +313,9 @@ mod tests {
     fn shared_producer_is_not_folded() {
         let mut g = Graph::new("shared");
         let x = g.add_input("x", vec![1, 2, 4, 4]).unwrap();
-        let c = g.add("conv", conv(2, 2, 1, 1, Pads2d::default(), 1), &[x]).unwrap();
+        let c = g
+            .add("conv", conv(2, 2, 1, 1, Pads2d::default(), 1), &[x])
+            .unwrap();
         let b = g.add("bn", bn(2, 5), &[c]).unwrap();
         let s = g.add("sum", Op::Add, &[b, c]).unwrap();
         g.set_outputs(vec![s]);

@@ -4,6 +4,7 @@
 pub mod approximate;
 pub mod calibrate;
 pub mod fold_affine;
+pub mod normalize;
 pub mod simplify;
 
 #[cfg(test)]
@@ -12,3 +13,5 @@ pub(crate) mod testing;
 pub use approximate::{approximate, AlphaPlan, ApproximateError, SignApproximations};
 pub use calibrate::{collect_ranges, CalibrateError, Calibration, LayerRange};
 pub use fold_affine::fold_affine;
+pub use normalize::{normalize_ranges, NormalizeReport};
+pub use simplify::{simplify, SimplifyReport};

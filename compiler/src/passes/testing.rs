@@ -23,7 +23,9 @@ impl Rng {
 pub fn rng_tensor(shape: Vec<usize>, seed: u64, lo: f64, hi: f64) -> Tensor {
     let mut r = Rng::new(seed);
     let n = ir::numel(&shape);
-    let data = (0..n).map(|_| (lo + (hi - lo) * r.next_f64()) as f32).collect();
+    let data = (0..n)
+        .map(|_| (lo + (hi - lo) * r.next_f64()) as f32)
+        .collect();
     Tensor::new(shape, data).unwrap()
 }
 
@@ -54,7 +56,10 @@ pub fn run(graph: &Graph, input: &Tensor) -> Tensor {
 /// max |a − b| / max(max |a|, tiny).
 pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape, b.shape);
-    let scale = a.data.iter().fold(1e-12f64, |m, &v| m.max((v as f64).abs()));
+    let scale = a
+        .data
+        .iter()
+        .fold(1e-12f64, |m, &v| m.max((v as f64).abs()));
     let diff = a
         .data
         .iter()
