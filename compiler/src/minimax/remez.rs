@@ -11,7 +11,9 @@
 //! `[a, b]` at the zeros of `p − 1` (one between consecutive references),
 //! and takes the extremum of `|p − 1|` in every piece as the new reference
 //! (dense sampling, then refinement on `p'`). It stops when the extremal errors
-//! agree: `(max − min)/max < tol`. All of it runs in double-double.
+//! agree: `(max − min)/max < tol` (default 1e-24), or `max − min` is below the
+//! absolute resolution of double-double evaluation (`1e-30·(1 + Σ|c_j|)`),
+//! which is what limits tiny errors. All of it runs in double-double.
 //!
 //! Initial reference: the extrema of the equilibrium distribution of
 //! `[−b,−a] ∪ [a,b]`, i.e. Chebyshev extrema in `y = x²` on `[a², b²]`, which
@@ -145,7 +147,7 @@ fn root(f: impl Fn(Dd) -> Dd, mut lo: Dd, mut hi: Dd, xtol: f64) -> Dd {
         return hi;
     }
     let mut side = 0i32;
-    for it in 0..200 {
+    for it in 0..120 {
         if (hi - lo).to_f64() <= xtol {
             break;
         }
@@ -213,7 +215,7 @@ fn piece_max(c: &[Dd], lo: Dd, hi: Dd, sigma: f64, samples: usize) -> (Dd, Dd) {
     let refine = |l: Dd, r: Dd| -> Option<Dd> {
         let (dl, dr) = (dg(l), dg(r));
         if !dl.is_negative() && dr.is_negative() {
-            let tol = 1e-27 * (r.to_f64().abs() + 1e-300);
+            let tol = 1e-24 * r.to_f64().abs();
             Some(root(dg, l, r, tol))
         } else {
             None
@@ -305,7 +307,8 @@ pub fn minimax_sign(degree: usize, a: Dd, b: Dd, opts: &RemezOptions) -> Result<
         bounds.push(a);
         for i in 0..n {
             let (l, r) = (refs[i], refs[i + 1]);
-            let tol = 1e-20 * (r - l).to_f64();
+            // The zeros only delimit the pieces: modest accuracy suffices.
+            let tol = 1e-14 * (r - l).to_f64();
             bounds.push(root(e, l, r, tol));
         }
         bounds.push(b);
@@ -314,7 +317,10 @@ pub fn minimax_sign(degree: usize, a: Dd, b: Dd, opts: &RemezOptions) -> Result<
         let mut vmax = Dd::ZERO;
         let mut vmin = Dd::from_f64(f64::INFINITY);
         for i in 0..=n {
-            let (x, v) = piece_max(&coeffs, bounds[i], bounds[i + 1], sign_at(i), opts.samples);
+            // Once the reference has settled the extrema move little: a
+            // coarse scan plus refinement on p' finds them.
+            let samples = if iteration <= 2 { opts.samples } else { 4 };
+            let (x, v) = piece_max(&coeffs, bounds[i], bounds[i + 1], sign_at(i), samples);
             new_refs.push(x);
             vmax = vmax.max(v);
             vmin = vmin.min(v);
@@ -323,9 +329,14 @@ pub fn minimax_sign(degree: usize, a: Dd, b: Dd, opts: &RemezOptions) -> Result<
         refs = new_refs;
         // Below SATURATION the error is at the resolution of double-double:
         // the polynomial is as good as the arithmetic can tell, stop there.
+        // The spread is also met when the extremal errors agree to the
+        // absolute resolution of evaluating `p − 1` in double-double.
+        let resolution = 1e-30 * coeffs.iter().fold(1.0, |s, c| s + c.abs().to_f64());
+        let flat = (vmax - vmin).to_f64() < resolution;
         let saturated = vmax.to_f64() < SATURATION;
-        if spread < opts.tol || saturated || iteration == opts.max_iter {
-            if spread >= opts.tol && !saturated {
+        let done = spread < opts.tol || flat || saturated;
+        if done || iteration == opts.max_iter {
+            if !done {
                 break;
             }
             return Ok(Minimax {
