@@ -5,13 +5,18 @@
 //! with `ψ_0 = ψ_{−1} = x`; this halves the work of a plain Clenshaw sum and
 //! keeps the result exactly odd.
 
-use super::dd::Dd;
+use super::dd::{Dd, Real};
 
 /// `p(x)` in double-double.
 pub fn eval_dd(c: &[Dd], x: Dd) -> Dd {
-    let y2 = (x * x).scale2(4.0) - Dd::from_f64(2.0); // 2·T_2(x)
-    let mut b1 = Dd::ZERO;
-    let mut b2 = Dd::ZERO;
+    eval(c, x)
+}
+
+/// `p(x)` in any [`Real`].
+pub fn eval<R: Real>(c: &[R], x: R) -> R {
+    let y2 = (x * x).pow2_scale(4.0) - R::of(2.0); // 2·T_2(x)
+    let mut b1 = R::of(0.0);
+    let mut b2 = R::of(0.0);
     for &cj in c.iter().rev() {
         let b0 = cj + y2 * b1 - b2;
         b2 = b1;
@@ -23,14 +28,19 @@ pub fn eval_dd(c: &[Dd], x: Dd) -> Dd {
 
 /// `(p(x), p'(x))` in double-double.
 pub fn eval_deriv_dd(c: &[Dd], x: Dd) -> (Dd, Dd) {
+    eval_deriv(c, x)
+}
+
+/// `(p(x), p'(x))` in any [`Real`].
+pub fn eval_deriv<R: Real>(c: &[R], x: R) -> (R, R) {
     let xx = x * x;
-    let y2 = xx.scale2(4.0) - Dd::from_f64(2.0);
-    let (mut b1, mut b2) = (Dd::ZERO, Dd::ZERO);
+    let y2 = xx.pow2_scale(4.0) - R::of(2.0);
+    let (mut b1, mut b2) = (R::of(0.0), R::of(0.0));
     // β_j = d b_j / d y.
-    let (mut d1, mut d2) = (Dd::ZERO, Dd::ZERO);
+    let (mut d1, mut d2) = (R::of(0.0), R::of(0.0));
     for &cj in c.iter().rev() {
         let b0 = cj + y2 * b1 - b2;
-        let d0 = b1.scale2(2.0) + y2 * d1 - d2;
+        let d0 = b1.pow2_scale(2.0) + y2 * d1 - d2;
         b2 = b1;
         b1 = b0;
         d2 = d1;
@@ -38,7 +48,7 @@ pub fn eval_deriv_dd(c: &[Dd], x: Dd) -> (Dd, Dd) {
     }
     let s = b1 - b2;
     // dy/dx = 4x.
-    (x * s, s + xx.scale2(4.0) * (d1 - d2))
+    (x * s, s + xx.pow2_scale(4.0) * (d1 - d2))
 }
 
 /// `p(x)` in `f64`.
@@ -59,8 +69,8 @@ pub fn degree_of(c: &[impl Sized]) -> usize {
 }
 
 /// Values `T_1(x), T_3(x), …, T_{2n−1}(x)`.
-pub fn odd_basis_dd(n: usize, x: Dd) -> Vec<Dd> {
-    let y2 = (x * x).scale2(4.0) - Dd::from_f64(2.0);
+pub fn odd_basis<R: Real>(n: usize, x: R) -> Vec<R> {
+    let y2 = (x * x).pow2_scale(4.0) - R::of(2.0);
     let mut out = Vec::with_capacity(n);
     let (mut prev, mut cur) = (x, x);
     for _ in 0..n {
@@ -107,7 +117,7 @@ mod tests {
             let (v, d) = eval_deriv_dd(&cd, Dd::from_f64(x));
             assert!((v.to_f64() - direct).abs() < 1e-14);
             assert!((d.to_f64() - num).abs() < 1e-6, "{x}: {} vs {num}", d.to_f64());
-            let basis = odd_basis_dd(5, Dd::from_f64(x));
+            let basis = odd_basis(5, Dd::from_f64(x));
             for (j, b) in basis.iter().enumerate() {
                 assert!((b.to_f64() - cheb_t(2 * j + 1, x)).abs() < 1e-13);
             }

@@ -220,6 +220,103 @@ pub fn pow2(e: i32) -> f64 {
     f64::from_bits(((e + 1023) as u64) << 52)
 }
 
+/// The arithmetic the Remez exchange and the Clenshaw sums run in: `Dd` for
+/// results, `f64` for the (many) screening runs of the degree search.
+pub trait Real:
+    Copy
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + Send
+    + Sync
+{
+    /// Unit round-off of the format.
+    const EPS: f64;
+    /// Exact conversion.
+    fn of(x: f64) -> Self;
+    /// Nearest `f64`.
+    fn f(self) -> f64;
+    /// Multiplication by an `f64`.
+    fn mulf(self, b: f64) -> Self;
+    /// Exact scaling by a power of two.
+    fn pow2_scale(self, p: f64) -> Self;
+    /// Square root.
+    fn root(self) -> Self;
+    /// `true` when negative.
+    fn neg_p(self) -> bool;
+    /// Absolute value.
+    fn absv(self) -> Self {
+        if self.neg_p() {
+            -self
+        } else {
+            self
+        }
+    }
+    /// Larger value.
+    fn maxv(self, o: Self) -> Self {
+        if o > self {
+            o
+        } else {
+            self
+        }
+    }
+    /// Smaller value.
+    fn minv(self, o: Self) -> Self {
+        if o < self {
+            o
+        } else {
+            self
+        }
+    }
+}
+
+impl Real for Dd {
+    const EPS: f64 = 4.93e-32;
+    fn of(x: f64) -> Self {
+        Dd::from_f64(x)
+    }
+    fn f(self) -> f64 {
+        self.to_f64()
+    }
+    fn mulf(self, b: f64) -> Self {
+        self.mul_f64(b)
+    }
+    fn pow2_scale(self, p: f64) -> Self {
+        self.scale2(p)
+    }
+    fn root(self) -> Self {
+        self.sqrt()
+    }
+    fn neg_p(self) -> bool {
+        self.is_negative()
+    }
+}
+
+impl Real for f64 {
+    const EPS: f64 = f64::EPSILON / 2.0;
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn f(self) -> f64 {
+        self
+    }
+    fn mulf(self, b: f64) -> Self {
+        self * b
+    }
+    fn pow2_scale(self, p: f64) -> Self {
+        self * p
+    }
+    fn root(self) -> Self {
+        self.max(0.0).sqrt()
+    }
+    fn neg_p(self) -> bool {
+        self < 0.0
+    }
+}
+
 impl fmt::Display for Dd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:e}", self.to_f64())

@@ -19,13 +19,16 @@
 //! `[−b,−a] ∪ [a,b]`, i.e. Chebyshev extrema in `y = x²` on `[a², b²]`, which
 //! is the exact limit shape for both `a → 0` and `a → b`.
 
-use super::cheb::{eval_dd, eval_deriv_dd, odd_basis_dd};
-use super::dd::Dd;
+use super::cheb::{eval, eval_deriv, odd_basis};
+use super::dd::{det_cos, Dd, Real};
 use serde::{Deserialize, Serialize};
 
-/// Errors below this are at the resolution of double-double evaluation of
-/// `p − 1` and are reported as this value (the problem is *saturated*).
-pub const SATURATION: f64 = 1e-26;
+/// Errors below this are at the resolution of evaluating `p − 1` in the
+/// arithmetic `R` and are reported as this value (the problem is
+/// *saturated*): about 1e-26 in double-double, 2e-11 in `f64`.
+pub fn saturation<R: Real>() -> f64 {
+    2e5 * R::EPS
+}
 
 /// Tuning of the exchange.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +39,17 @@ pub struct RemezOptions {
     pub max_iter: usize,
     /// Samples per piece when locating extrema.
     pub samples: usize,
+}
+
+impl RemezOptions {
+    /// Options for `f64` screening runs (the degree search): the spread
+    /// target is what `f64` can resolve.
+    pub fn screening() -> Self {
+        RemezOptions {
+            tol: 1e-11,
+            ..RemezOptions::default()
+        }
+    }
 }
 
 impl Default for RemezOptions {
@@ -61,11 +75,11 @@ pub struct RemezStats {
 
 /// An odd minimax polynomial for `sgn` on `[a, b]`.
 #[derive(Clone, Debug)]
-pub struct Minimax {
+pub struct Minimax<R = Dd> {
     /// Coefficients of `T_1, T_3, …, T_d`.
-    pub coeffs: Vec<Dd>,
+    pub coeffs: Vec<R>,
     /// Largest `|p − 1|` on `[a, b]` (found at the final extrema).
-    pub error: Dd,
+    pub error: R,
     /// Convergence report.
     pub stats: RemezStats,
 }
@@ -96,24 +110,24 @@ pub enum RemezError {
 }
 
 /// Solves `A·z = rhs` by Gaussian elimination with partial pivoting.
-fn solve(mut a: Vec<Vec<Dd>>, mut rhs: Vec<Dd>) -> Option<Vec<Dd>> {
+fn solve<R: Real>(mut a: Vec<Vec<R>>, mut rhs: Vec<R>) -> Option<Vec<R>> {
     let n = rhs.len();
     for col in 0..n {
         let mut piv = col;
         for r in col + 1..n {
-            if a[r][col].abs() > a[piv][col].abs() {
+            if a[r][col].absv() > a[piv][col].absv() {
                 piv = r;
             }
         }
-        if a[piv][col].hi == 0.0 {
+        if a[piv][col].f() == 0.0 {
             return None;
         }
         a.swap(col, piv);
         rhs.swap(col, piv);
-        let inv = Dd::ONE / a[col][col];
+        let inv = R::of(1.0) / a[col][col];
         for r in col + 1..n {
             let f = a[r][col] * inv;
-            if f.hi == 0.0 {
+            if f.f() == 0.0 {
                 continue;
             }
             for k in col..n {
@@ -124,7 +138,7 @@ fn solve(mut a: Vec<Vec<Dd>>, mut rhs: Vec<Dd>) -> Option<Vec<Dd>> {
             rhs[r] = rhs[r] - f * v;
         }
     }
-    let mut z = vec![Dd::ZERO; n];
+    let mut z = vec![R::of(0.0); n];
     for r in (0..n).rev() {
         let mut s = rhs[r];
         for k in r + 1..n {
@@ -137,52 +151,52 @@ fn solve(mut a: Vec<Vec<Dd>>, mut rhs: Vec<Dd>) -> Option<Vec<Dd>> {
 
 /// Root of `f` in `[lo, hi]` where `f(lo)` and `f(hi)` differ in sign
 /// (Illinois regula falsi with bisection safeguard), to `xtol`.
-fn root(f: impl Fn(Dd) -> Dd, mut lo: Dd, mut hi: Dd, xtol: f64) -> Dd {
+fn root<R: Real>(f: impl Fn(R) -> R, mut lo: R, mut hi: R, xtol: f64) -> R {
     let mut flo = f(lo);
     let mut fhi = f(hi);
-    if flo.hi == 0.0 {
+    if flo.f() == 0.0 {
         return lo;
     }
-    if fhi.hi == 0.0 {
+    if fhi.f() == 0.0 {
         return hi;
     }
     let mut side = 0i32;
     for it in 0..120 {
-        if (hi - lo).to_f64() <= xtol {
+        if (hi - lo).f() <= xtol {
             break;
         }
         // Every fourth step bisect, which bounds the worst case.
         let x = if it % 4 == 3 {
-            (lo + hi).scale2(0.5)
+            (lo + hi).pow2_scale(0.5)
         } else {
             let t = hi - fhi * (hi - lo) / (fhi - flo);
             if t > lo && t < hi {
                 t
             } else {
-                (lo + hi).scale2(0.5)
+                (lo + hi).pow2_scale(0.5)
             }
         };
         let fx = f(x);
-        if fx.hi == 0.0 {
+        if fx.f() == 0.0 {
             return x;
         }
-        if fx.is_negative() == flo.is_negative() {
+        if fx.neg_p() == flo.neg_p() {
             lo = x;
             flo = fx;
             if side == -1 {
-                fhi = fhi.scale2(0.5);
+                fhi = fhi.pow2_scale(0.5);
             }
             side = -1;
         } else {
             hi = x;
             fhi = fx;
             if side == 1 {
-                flo = flo.scale2(0.5);
+                flo = flo.pow2_scale(0.5);
             }
             side = 1;
         }
     }
-    if flo.abs() < fhi.abs() {
+    if flo.absv() < fhi.absv() {
         lo
     } else {
         hi
@@ -191,31 +205,31 @@ fn root(f: impl Fn(Dd) -> Dd, mut lo: Dd, mut hi: Dd, xtol: f64) -> Dd {
 
 /// Location and value of the maximum of `σ·(p − 1)` on `[lo, hi]`,
 /// by `samples` equispaced samples and refinement on `p'`.
-fn piece_max(c: &[Dd], lo: Dd, hi: Dd, sigma: f64, samples: usize) -> (Dd, Dd) {
-    let g = |x: Dd| (eval_dd(c, x) - Dd::ONE).mul_f64(sigma);
+fn piece_max<R: Real>(c: &[R], lo: R, hi: R, sigma: f64, samples: usize) -> (R, R) {
+    let g = |x: R| (eval(c, x) - R::of(1.0)).mulf(sigma);
     let m = samples.max(2);
-    let step = (hi - lo).mul_f64(1.0 / m as f64);
-    let pts: Vec<Dd> = (0..=m)
+    let step = (hi - lo).mulf(1.0 / m as f64);
+    let pts: Vec<R> = (0..=m)
         .map(|i| {
             if i == m {
                 hi
             } else {
-                lo + step.mul_f64(i as f64)
+                lo + step.mulf(i as f64)
             }
         })
         .collect();
-    let vals: Vec<Dd> = pts.iter().map(|&x| g(x)).collect();
+    let vals: Vec<R> = pts.iter().map(|&x| g(x)).collect();
     let mut best = 0;
     for i in 1..=m {
         if vals[i] > vals[best] {
             best = i;
         }
     }
-    let dg = |x: Dd| eval_deriv_dd(c, x).1.mul_f64(sigma);
-    let refine = |l: Dd, r: Dd| -> Option<Dd> {
+    let dg = |x: R| eval_deriv(c, x).1.mulf(sigma);
+    let refine = |l: R, r: R| -> Option<R> {
         let (dl, dr) = (dg(l), dg(r));
-        if !dl.is_negative() && dr.is_negative() {
-            let tol = 1e-24 * r.to_f64().abs();
+        if !dl.neg_p() && dr.neg_p() {
+            let tol = 1e8 * R::EPS * r.f().absv();
             Some(root(dg, l, r, tol))
         } else {
             None
@@ -245,48 +259,53 @@ fn piece_max(c: &[Dd], lo: Dd, hi: Dd, sigma: f64, samples: usize) -> (Dd, Dd) {
 
 /// Odd minimax approximation of degree `degree` (odd, ≥ 1) of `sgn` on
 /// `[a, b]` (`0 < a < b`).
-pub fn minimax_sign(degree: usize, a: Dd, b: Dd, opts: &RemezOptions) -> Result<Minimax, RemezError> {
-    if degree % 2 == 0 || a.hi <= 0.0 || b <= a || !b.hi.is_finite() {
+pub fn minimax_sign<R: Real>(
+    degree: usize,
+    a: R,
+    b: R,
+    opts: &RemezOptions,
+) -> Result<Minimax<R>, RemezError> {
+    if degree % 2 == 0 || a.f() <= 0.0 || b <= a || !b.f().is_finite() {
         return Err(RemezError::Invalid {
             degree,
-            a: a.to_f64(),
-            b: b.to_f64(),
+            a: a.f(),
+            b: b.f(),
         });
     }
     let n = degree.div_ceil(2);
     // Initial reference: Chebyshev extrema in x² on [a², b²].
     let (a2, b2) = (a * a, b * b);
-    let mid = (a2 + b2).scale2(0.5);
-    let rad = (b2 - a2).scale2(0.5);
-    let mut refs: Vec<Dd> = (0..=n)
+    let mid = (a2 + b2).pow2_scale(0.5);
+    let rad = (b2 - a2).pow2_scale(0.5);
+    let mut refs: Vec<R> = (0..=n)
         .map(|k| {
             if k == 0 {
                 a
             } else if k == n {
                 b
             } else {
-                let th = Dd::PI.mul_f64(k as f64 / n as f64);
-                (mid - rad * th.cos()).sqrt()
+                let th = Dd::PI.mul_f64(k as f64 / n as f64).to_f64();
+                (mid - rad * R::of(det_cos(th))).root()
             }
         })
         .collect();
     let mut spread = f64::INFINITY;
     for iteration in 1..=opts.max_iter {
         // Linear system: rows p(x_i) + (−1)^i E = 1.
-        let mat: Vec<Vec<Dd>> = refs
+        let mat: Vec<Vec<R>> = refs
             .iter()
             .enumerate()
             .map(|(i, &x)| {
-                let mut row = odd_basis_dd(n, x);
-                row.push(Dd::from_f64(if i % 2 == 0 { 1.0 } else { -1.0 }));
+                let mut row = odd_basis(n, x);
+                row.push(R::of(if i % 2 == 0 { 1.0 } else { -1.0 }));
                 row
             })
             .collect();
-        let Some(z) = solve(mat, vec![Dd::ONE; n + 1]) else {
+        let Some(z) = solve(mat, vec![R::of(1.0); n + 1]) else {
             return Err(RemezError::Singular {
                 degree,
-                a: a.to_f64(),
-                b: b.to_f64(),
+                a: a.f(),
+                b: b.f(),
                 iteration,
             });
         };
@@ -295,45 +314,45 @@ pub fn minimax_sign(degree: usize, a: Dd, b: Dd, opts: &RemezOptions) -> Result<
         // e(x_i) = p(x_i) − 1 = −(−1)^i E: sign of the error at reference i.
         let sign_at = |i: usize| -> f64 {
             let s = if i % 2 == 0 { -1.0 } else { 1.0 };
-            if level.is_negative() {
+            if level.neg_p() {
                 -s
             } else {
                 s
             }
         };
         // Zeros of p − 1 between consecutive references.
-        let e = |x: Dd| eval_dd(&coeffs, x) - Dd::ONE;
+        let e = |x: R| eval(&coeffs, x) - R::of(1.0);
         let mut bounds = Vec::with_capacity(n + 2);
         bounds.push(a);
         for i in 0..n {
             let (l, r) = (refs[i], refs[i + 1]);
             // The zeros only delimit the pieces: modest accuracy suffices.
-            let tol = 1e-14 * (r - l).to_f64();
+            let tol = (100.0 * R::EPS).max(1e-14) * (r - l).f();
             bounds.push(root(e, l, r, tol));
         }
         bounds.push(b);
         // New reference: the extremum of |e| in each piece.
         let mut new_refs = Vec::with_capacity(n + 1);
-        let mut vmax = Dd::ZERO;
-        let mut vmin = Dd::from_f64(f64::INFINITY);
+        let mut vmax = R::of(0.0);
+        let mut vmin = R::of(f64::INFINITY);
         for i in 0..=n {
             // Once the reference has settled the extrema move little: a
             // coarse scan plus refinement on p' finds them.
             let samples = if iteration <= 2 { opts.samples } else { 4 };
             let (x, v) = piece_max(&coeffs, bounds[i], bounds[i + 1], sign_at(i), samples);
             new_refs.push(x);
-            vmax = vmax.max(v);
-            vmin = vmin.min(v);
+            vmax = vmax.maxv(v);
+            vmin = vmin.minv(v);
         }
-        spread = ((vmax - vmin) / vmax).to_f64();
+        spread = ((vmax - vmin) / vmax).f();
         refs = new_refs;
-        // Below SATURATION the error is at the resolution of double-double:
+        // Below `saturation` the error is at the resolution of the arithmetic:
         // the polynomial is as good as the arithmetic can tell, stop there.
         // The spread is also met when the extremal errors agree to the
-        // absolute resolution of evaluating `p − 1` in double-double.
-        let resolution = 1e-30 * coeffs.iter().fold(1.0, |s, c| s + c.abs().to_f64());
-        let flat = (vmax - vmin).to_f64() < resolution;
-        let saturated = vmax.to_f64() < SATURATION;
+        // absolute resolution of evaluating `p − 1`.
+        let resolution = 100.0 * R::EPS * coeffs.iter().fold(1.0, |s, c| s + c.absv().f());
+        let flat = (vmax - vmin).f() < resolution;
+        let saturated = vmax.f() < saturation::<R>();
         let done = spread < opts.tol || flat || saturated;
         if done || iteration == opts.max_iter {
             if !done {
@@ -341,19 +360,19 @@ pub fn minimax_sign(degree: usize, a: Dd, b: Dd, opts: &RemezOptions) -> Result<
             }
             return Ok(Minimax {
                 coeffs,
-                error: vmax.max(Dd::from_f64(if saturated { SATURATION } else { 0.0 })),
+                error: vmax.maxv(R::of(if saturated { saturation::<R>() } else { 0.0 })),
                 stats: RemezStats {
                     iterations: iteration,
                     spread,
-                    level: level.abs().to_f64(),
+                    level: level.absv().f(),
                 },
             });
         }
     }
     Err(RemezError::NoConvergence {
         degree,
-        a: a.to_f64(),
-        b: b.to_f64(),
+        a: a.f(),
+        b: b.f(),
         spread,
         iterations: opts.max_iter,
     })
@@ -388,11 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn f64_screening_agrees_with_double_double() {
+        for &d in &[3usize, 7, 15, 27, 31] {
+            for &a in &[2f64.powi(-20) * 21.0, 2f64.powi(-14) * 17.0, 0.01, 0.2, 0.6] {
+                let x = minimax_sign(d, Dd::from_f64(a), Dd::ONE, &RemezOptions::default()).unwrap();
+                let y = minimax_sign(d, a, 1.0, &RemezOptions::screening()).unwrap();
+                let (ex, ey) = (x.error.to_f64(), y.error);
+                // What the search uses is the next gap (1 − τ)/(1 + τ):
+                // absolute accuracy of τ is what matters.
+                assert!((ex - ey).abs() <= 1e-9 * ex + 1e-14, "{d} {a}: {ex:e} vs {ey:e}");
+            }
+        }
+    }
+
+    #[test]
     fn converges_for_small_gaps_and_high_degree() {
         for &(d, a) in &[(63usize, 2f64.powi(-24)), (31, 2f64.powi(-20)), (15, 2f64.powi(-24)), (63, 0.9)] {
             let m = minimax_sign(d, Dd::from_f64(a), Dd::ONE, &RemezOptions::default())
                 .unwrap_or_else(|e| panic!("{e}"));
-            let ok = m.stats.spread < 1e-24 || m.error.to_f64() <= SATURATION;
+            let ok = m.stats.spread < 1e-24 || m.error.to_f64() <= saturation::<Dd>();
             assert!(ok && m.stats.iterations < 60, "{d} {a}: {:?}", m.stats);
             assert!(m.error.to_f64() < 1.0);
         }

@@ -15,11 +15,16 @@
 //! with `best(·, ·) ≥ ε`, the widest gap reachable with `m` multiplications
 //! within depth `n`, is exact (the recursion of the TDSC paper run forwards
 //! from the known input gap, so `F_d` needs no inversion). Every `F_d` value
-//! is one Remez run, memoised on the exact double-double input; each batch of
-//! new runs is spread over threads and gathered in a fixed order, so results
-//! do not depend on scheduling.
+//! is one Remez run, memoised on the exact input; each batch of new runs is
+//! spread over threads and gathered in a fixed order, so results do not
+//! depend on scheduling.
+//!
+//! The search evaluates `F_d` with the Remez exchange in `f64` (spread
+//! `< 1e-11`; `τ` agrees with double-double to `1e-9·τ + 1e-14`, tested): thousands of runs are needed, and `f64` is ten times
+//! faster. Only the comparison of alternatives relies on it; the chosen
+//! composite is then rebuilt in double-double and certified independently
+//! ([`super::approx`]).
 
-use super::dd::Dd;
 use super::plan::plan_cost;
 use super::remez::{minimax_sign, RemezError, RemezOptions};
 use rayon::prelude::*;
@@ -97,7 +102,7 @@ pub enum SearchError {
 #[derive(Default)]
 pub struct GapMap {
     opts: RemezOptions,
-    memo: HashMap<(usize, (u64, u64)), Dd>,
+    memo: HashMap<(usize, u64), f64>,
 }
 
 impl GapMap {
@@ -115,12 +120,12 @@ impl GapMap {
     }
 
     /// Solves every not-yet-known `(d, ε)` in parallel, in a fixed order.
-    fn ensure(&mut self, mut reqs: Vec<(usize, Dd)>) -> Result<(), RemezError> {
+    fn ensure(&mut self, mut reqs: Vec<(usize, f64)>) -> Result<(), RemezError> {
         reqs.retain(|&(d, e)| !self.memo.contains_key(&(d, e.to_bits())));
         reqs.sort_by(|a, b| (a.0, a.1.to_bits()).cmp(&(b.0, b.1.to_bits())));
         reqs.dedup_by(|a, b| a.0 == b.0 && a.1.to_bits() == b.1.to_bits());
         let opts = self.opts;
-        let out: Vec<Result<Dd, RemezError>> = reqs
+        let out: Vec<Result<f64, RemezError>> = reqs
             .par_iter()
             .map(|&(d, e)| next_gap(d, e, &opts))
             .collect();
@@ -130,15 +135,15 @@ impl GapMap {
         Ok(())
     }
 
-    fn get(&self, d: usize, e: Dd) -> Dd {
+    fn get(&self, d: usize, e: f64) -> f64 {
         self.memo[&(d, e.to_bits())]
     }
 }
 
 /// `F_d(ε)`: the normalised gap after a degree-`d` minimax stage on `[ε, 1]`.
-pub fn next_gap(d: usize, eps: Dd, opts: &RemezOptions) -> Result<Dd, RemezError> {
-    let m = minimax_sign(d, eps, Dd::ONE, opts)?;
-    Ok((Dd::ONE - m.error) / (Dd::ONE + m.error))
+pub fn next_gap(d: usize, eps: f64, opts: &RemezOptions) -> Result<f64, RemezError> {
+    let m = minimax_sign(d, eps, 1.0, opts)?;
+    Ok((1.0 - m.error) / (1.0 + m.error))
 }
 
 #[derive(Clone, Copy)]
@@ -154,13 +159,13 @@ pub const MAX_DEPTH: usize = 200;
 
 /// Finds the optimal degree sequence taking `[eps, 1]` to error `≤ delta`.
 pub fn search(
-    eps: Dd,
-    delta: Dd,
+    eps: f64,
+    delta: f64,
     objective: Objective,
     max_degree: usize,
     gaps: &mut GapMap,
 ) -> Result<DegreeSearch, SearchError> {
-    if !(eps.hi > 0.0 && eps < Dd::ONE) || !(delta.hi > 0.0 && delta < Dd::ONE) {
+    if !(eps > 0.0 && eps < 1.0) || !(delta > 0.0 && delta < 1.0) {
         return Err(SearchError::Invalid(format!(
             "gap {eps} and error {delta} must lie in (0, 1)"
         )));
@@ -171,7 +176,7 @@ pub fn search(
         )));
     }
     let cands = candidates(max_degree);
-    let target = (Dd::ONE - delta) / (Dd::ONE + delta);
+    let target = (1.0 - delta) / (1.0 + delta);
     if eps >= target {
         return Ok(DegreeSearch {
             degrees: vec![],
@@ -195,12 +200,12 @@ pub fn search(
         let n = reach.len();
         if n > MAX_DEPTH {
             return Err(SearchError::Unreachable {
-                eps: eps.to_f64(),
-                delta: delta.to_f64(),
+                eps,
+                delta,
                 depth: MAX_DEPTH,
             });
         }
-        let reqs: Vec<(usize, Dd)> = tops
+        let reqs: Vec<(usize, f64)> = tops
             .iter()
             .filter(|t| t.depth <= n)
             .map(|t| (t.degree, reach[n - t.depth]))
@@ -223,11 +228,11 @@ pub fn search(
         Objective::MinMults => (3 * min_depth).min(MAX_DEPTH),
     };
     let cols = depth_cap + 1;
-    let mut best: Vec<Vec<Dd>> = Vec::new();
+    let mut best: Vec<Vec<f64>> = Vec::new();
     let mut parent: Vec<Vec<Parent>> = Vec::new();
     let max_mults = cands.iter().map(|c| c.mults).max().unwrap_or(1) * (depth_cap + 1);
     for m in 0..=max_mults {
-        let reqs: Vec<(usize, Dd)> = (0..cols)
+        let reqs: Vec<(usize, f64)> = (0..cols)
             .flat_map(|n| {
                 let best = &best;
                 cands
@@ -289,8 +294,8 @@ pub fn search(
         }
     }
     Err(SearchError::Unreachable {
-        eps: eps.to_f64(),
-        delta: delta.to_f64(),
+        eps,
+        delta,
         depth: depth_cap,
     })
 }
