@@ -98,7 +98,10 @@ pub fn run(args: &ApproxArgs) -> Result<()> {
             (CacheStatus::Hit, Some(p)) => format!("read from cache {}", p.display()),
             (CacheStatus::Miss, Some(p)) => format!("computed, cached in {}", p.display()),
             (CacheStatus::Corrupt, Some(p)) => {
-                format!("cache entry was corrupt: recomputed, rewrote {}", p.display())
+                format!(
+                    "cache entry was corrupt: recomputed, rewrote {}",
+                    p.display()
+                )
             }
             _ => "computed (cache disabled)".to_string(),
         };
@@ -129,7 +132,11 @@ pub fn summary(result: &Approximation) -> String {
     };
     match result {
         Approximation::Relu(r) => {
-            let _ = writeln!(o, "ReLU approximation r(x) = x(1 + p(x))/2, alpha = {}", r.alpha);
+            let _ = writeln!(
+                o,
+                "ReLU approximation r(x) = x(1 + p(x))/2, alpha = {}",
+                r.alpha
+            );
             let _ = writeln!(o, "  search: {obj}; component degrees <= {}", s.max_degree);
             let _ = writeln!(
                 o,
@@ -141,7 +148,11 @@ pub fn summary(result: &Approximation) -> String {
             );
             let _ = writeln!(o, "  degrees {}", degrees(s));
             let _ = writeln!(o, "  depth: sign {}, ReLU {}", s.depth, r.depth);
-            let _ = writeln!(o, "  non-scalar multiplications: sign {}, ReLU {}", s.mults, r.mults);
+            let _ = writeln!(
+                o,
+                "  non-scalar multiplications: sign {}, ReLU {}",
+                s.mults, r.mults
+            );
             let _ = writeln!(
                 o,
                 "  certified max |p - sgn| on [epsilon, 1]: {:.6e} ({:.3} bits)",
@@ -219,7 +230,11 @@ pub fn error_plot(result: &Approximation) -> String {
             (p - sg).abs()
         }
     };
-    let target = if relu { -(s.alpha as f64) } else { 1.0 - s.alpha as f64 };
+    let target = if relu {
+        -(s.alpha as f64)
+    } else {
+        1.0 - s.alpha as f64
+    };
     let (ymin, ymax) = ((target - 12.0).floor(), 1.0);
     let (w, h, ml, mr, mt, mb) = (900.0, 420.0, 60.0, 20.0, 40.0, 45.0);
     let px = |x: f64| ml + (x + 1.0) / 2.0 * (w - ml - mr);
@@ -247,7 +262,11 @@ pub fn error_plot(result: &Approximation) -> String {
             Approximation::Sign(s) => bits(s.error),
         }
     );
-    let _ = writeln!(o, r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0);
+    let _ = writeln!(
+        o,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{title}</text>"#,
+        w / 2.0
+    );
     // Axes and grid.
     let mut y = ymin;
     while y <= ymax {
@@ -297,4 +316,74 @@ pub fn error_plot(result: &Approximation) -> String {
     );
     let _ = writeln!(o, "</svg>");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compiler::minimax::{relu, sign};
+
+    fn args(alpha: u32) -> ApproxArgs {
+        ApproxArgs {
+            alpha,
+            mode: ModeArg::Relu,
+            objective: ObjectiveArg::MinDepth,
+            max_degree: 31,
+            json: false,
+            plot: None,
+            no_cache: true,
+        }
+    }
+
+    #[test]
+    fn approx_rejects_out_of_range_parameters_clearly() {
+        let e = run(&args(3)).unwrap_err().to_string();
+        assert!(e.contains("--alpha must be between 4 and 20"), "{e}");
+        let e = run(&args(21)).unwrap_err().to_string();
+        assert!(e.contains("(got 21)"), "{e}");
+        let mut a = args(8);
+        a.max_degree = 32;
+        let e = run(&a).unwrap_err().to_string();
+        assert!(e.contains("--max-degree must be odd"), "{e}");
+    }
+
+    #[test]
+    fn approx_summary_reports_degrees_depth_mults_and_bits() {
+        let r = Approximation::Relu(relu(6, Objective::MinDepth, 31).unwrap());
+        let s = summary(&r);
+        assert!(s.contains("degrees {3, 7}"), "{s}");
+        assert!(s.contains("depth: sign 5, ReLU 6"), "{s}");
+        assert!(
+            s.contains("non-scalar multiplications: sign 7, ReLU 8"),
+            "{s}"
+        );
+        assert!(s.contains("certified max |r - ReLU| on [-1, 1]"), "{s}");
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"coeffs\"") && json.contains("\"interval\""));
+        let back: Approximation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        let s = summary(&Approximation::Sign(
+            sign(8, Objective::MinDepth, 31).unwrap(),
+        ));
+        assert!(
+            s.contains("sign approximation (comparison), alpha = 8"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn approx_plot_is_an_svg_error_curve() {
+        let r = Approximation::Relu(relu(7, Objective::MinDepth, 31).unwrap());
+        let svg = error_plot(&r);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let pts = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(pts.split_whitespace().count(), 2001);
+        assert!(svg.contains("target 2^-7"));
+    }
 }

@@ -187,7 +187,7 @@ impl ReluApprox {
 /// α = 6…14: the values published with the method. Elsewhere: the largest
 /// integer `c` for which the composite of the minimum-depth search keeps the
 /// certified ReLU error below `2^−α` (found with this engine by scanning `c`
-/// upwards until the certificate fails; checked by the ignored test
+/// upwards until the certificate fails; checked by the test
 /// `minimax_relu_gap_constants_are_maximal`). Why such a `c` exists and grows
 /// slowly: inside the gap the error is `x·|1 − p(x)|/2`, about `ε/(8κ)` where
 /// `κ = ε·p'(0)` is the slope of the composite in units of the gap, which

@@ -71,7 +71,6 @@ fn minimax_relu_error_is_certified_below_two_to_minus_alpha() {
 }
 
 #[test]
-#[ignore = "about a minute in release; run with --ignored"]
 fn minimax_relu_error_is_certified_for_alpha_15_to_20() {
     for alpha in 15..=20 {
         let r = relu(alpha, Objective::MinDepth, 31).expect("relu");
@@ -81,7 +80,6 @@ fn minimax_relu_error_is_certified_for_alpha_15_to_20() {
 }
 
 #[test]
-#[ignore = "several minutes in release; run with --ignored"]
 fn minimax_relu_gap_constants_are_maximal() {
     // c(α) certifies and c(α) + 1 does not, outside the published range.
     for alpha in (4..=5).chain(15..=20) {
@@ -191,11 +189,27 @@ fn independent_relu_error(r: &ReluApprox) -> f64 {
 
 #[test]
 fn minimax_certified_error_agrees_with_an_independent_evaluator() {
-    for alpha in [6u32, 9, 12, 14] {
+    for alpha in [4u32, 6, 9, 12, 14] {
         let r = &relus()[(alpha - 4) as usize];
         let ind = independent_relu_error(r);
         let gap = r.error.log2() - ind.log2();
+        println!("relu alpha {alpha}: certified {:e}, independent {ind:e}, {gap:.2e} bits", r.error);
         assert!((0.0..0.1).contains(&gap), "alpha {alpha}: certified {:e}, independent {ind:e}", r.error);
+    }
+    // Sign mode: max |p − 1| on [ε, 1].
+    for alpha in [8u32, 13] {
+        let s = sign(alpha, Objective::MinDepth, 31).unwrap();
+        let stages: Vec<Vec<BigInt>> = s.components.iter().map(|c| to_power_basis(&c.coeffs)).collect();
+        let one = BigInt::from(1) << P;
+        let mut worst: f64 = 0.0;
+        for i in 0..=6000 {
+            let x = s.epsilon + (1.0 - s.epsilon) * i as f64 / 6000.0;
+            let p = stages.iter().fold(fixed(x), |y, a| horner(a, &y));
+            worst = worst.max(to_f64(&(p - &one)).abs());
+        }
+        let gap = s.error.log2() - worst.log2();
+        println!("sign alpha {alpha}: certified {:e}, independent {worst:e}, {gap:.2e} bits", s.error);
+        assert!((0.0..0.1).contains(&gap), "sign alpha {alpha}: {:e} vs {worst:e}", s.error);
     }
 }
 
