@@ -222,10 +222,19 @@ pub fn search(
     };
     let depth_cap = match objective {
         Objective::MinDepth => min_depth,
-        // Fewer multiplications never need more than a few times the
-        // minimum depth: the cheapest stage per level is degree 3 (2 mults,
-        // depth 2), and the search below proves optimality within the cap.
-        Objective::MinMults => (3 * min_depth).min(MAX_DEPTH),
+        // A composite with no more multiplications than the minimum-depth
+        // one, M_d, has depth at most M_d·max(depth/mults) over the
+        // candidates (≤ M_d: every plan has mults ≥ depth), so that cap loses
+        // nothing and the result is the true minimum.
+        Objective::MinMults => {
+            let md = search(eps, delta, Objective::MinDepth, max_degree, gaps)?.mults;
+            let ratio = cands
+                .iter()
+                .map(|c| c.depth.div_ceil(c.mults))
+                .max()
+                .unwrap_or(1);
+            (md * ratio).min(MAX_DEPTH)
+        }
     };
     let cols = depth_cap + 1;
     let mut best: Vec<Vec<f64>> = Vec::new();
