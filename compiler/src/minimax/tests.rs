@@ -54,6 +54,15 @@ fn minimax_relu_reproduces_the_published_degree_sets() {
 }
 
 #[test]
+fn minimax_published_sets_stay_optimal_with_degrees_up_to_63() {
+    // Allowing degrees 33…63 (depth 6) changes nothing for α ≤ 10.
+    for &(alpha, degrees, ..) in &PUBLISHED[..5] {
+        let r = relu(alpha, Objective::MinDepth, 63).unwrap();
+        assert_eq!(r.sign.degrees, degrees, "alpha {alpha}");
+    }
+}
+
+#[test]
 fn minimax_relu_error_is_certified_below_two_to_minus_alpha() {
     for r in relus() {
         let goal = pow2(-(r.alpha as i32));
