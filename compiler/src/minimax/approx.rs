@@ -226,7 +226,11 @@ fn check(alpha: u32, max_degree: usize) -> Result<(), ApproxError> {
 fn round_down(x: Dd) -> f64 {
     let h = x.hi;
     if x.lo < 0.0 {
-        f64::from_bits(if h > 0.0 { h.to_bits() - 1 } else { h.to_bits() + 1 })
+        f64::from_bits(if h > 0.0 {
+            h.to_bits() - 1
+        } else {
+            h.to_bits() + 1
+        })
     } else {
         h
     }
@@ -239,14 +243,22 @@ fn round_up(x: Dd) -> f64 {
 
 /// Builds the components for `degrees` on `[eps, 1]` and certifies them.
 /// Returns the components and the certified sign error.
-pub fn build_components(degrees: &[usize], eps: f64, opts: &RemezOptions) -> Result<(Vec<OddPoly>, Dd), RemezError> {
+pub fn build_components(
+    degrees: &[usize],
+    eps: f64,
+    opts: &RemezOptions,
+) -> Result<(Vec<OddPoly>, Dd), RemezError> {
     let mut comps = Vec::with_capacity(degrees.len());
     let (mut lo, mut hi) = (Dd::from_f64(eps), Dd::ONE);
     let mut err = Dd::ONE;
     for (i, &d) in degrees.iter().enumerate() {
         let m = minimax_sign(d, lo, hi, opts)?;
         let last = i + 1 == degrees.len();
-        let scale = if last { Dd::ONE } else { Dd::ONE / (Dd::ONE + m.error) };
+        let scale = if last {
+            Dd::ONE
+        } else {
+            Dd::ONE / (Dd::ONE + m.error)
+        };
         let coeffs: Vec<f64> = m.coeffs.iter().map(|&c| (c * scale).to_f64()).collect();
         let (mn, mx) = poly_range(&coeffs, lo, hi);
         if last {
@@ -299,7 +311,11 @@ fn sign_with_gap(
 }
 
 /// Comparison mode: `|p − sgn| ≤ 2^{1−α}` on `2^−α ≤ |x| ≤ 1`.
-pub fn sign(alpha: u32, objective: Objective, max_degree: usize) -> Result<SignApprox, ApproxError> {
+pub fn sign(
+    alpha: u32,
+    objective: Objective,
+    max_degree: usize,
+) -> Result<SignApprox, ApproxError> {
     check(alpha, max_degree)?;
     let s = sign_with_gap(alpha, pow2(-(alpha as i32)), objective, max_degree)?;
     if s.error > s.target {
@@ -340,7 +356,11 @@ pub fn relu_with_constant(
 
 /// ReLU mode: certified `max |r_α − ReLU| ≤ 2^−α` on `[−1, 1]`. Starts from
 /// [`relu_gap_constant`] and lowers `c` while the certificate fails.
-pub fn relu(alpha: u32, objective: Objective, max_degree: usize) -> Result<ReluApprox, ApproxError> {
+pub fn relu(
+    alpha: u32,
+    objective: Objective,
+    max_degree: usize,
+) -> Result<ReluApprox, ApproxError> {
     check(alpha, max_degree)?;
     let goal = pow2(-(alpha as i32));
     let mut c = relu_gap_constant(alpha);

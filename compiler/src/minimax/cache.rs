@@ -121,7 +121,11 @@ pub struct Cache {
 impl Cache {
     /// The default location (see the module docs).
     pub fn from_env() -> Cache {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let dir = var("PRECIS_CACHE")
             .or_else(|| var("XDG_CACHE_HOME").map(|p| p.join("precis")))
             .or_else(|| var("HOME").map(|p| p.join(".cache").join("precis")));
@@ -172,7 +176,10 @@ impl Cache {
             result: result.clone(),
         })
         .expect("engine results serialise");
-        format!("{MAGIC} {FORMAT_VERSION} {:016x}\n{body}", fnv1a64(body.as_bytes()))
+        format!(
+            "{MAGIC} {FORMAT_VERSION} {:016x}\n{body}",
+            fnv1a64(body.as_bytes())
+        )
     }
 
     fn write(path: &Path, text: &str) -> std::io::Result<()> {

@@ -96,7 +96,13 @@ pub fn poly_range(c: &[f64], lo: Dd, hi: Dd) -> (Dd, Dd) {
     // The refined ends too: an extremum may sit just inside an end.
     for (i, sgn) in [(0usize, 1.0), (0, -1.0), (last, 1.0), (last, -1.0)] {
         let (a, b) = if i == 0 { (0, 1) } else { (last - 1, last) };
-        let (_, v) = refine(&cd, Dd::from_f64(xs[a]), Dd::from_f64(xs[a]), Dd::from_f64(xs[b]), sgn);
+        let (_, v) = refine(
+            &cd,
+            Dd::from_f64(xs[a]),
+            Dd::from_f64(xs[a]),
+            Dd::from_f64(xs[b]),
+            sgn,
+        );
         vmin = vmin.min(v);
         vmax = vmax.max(v);
     }

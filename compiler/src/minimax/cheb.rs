@@ -116,7 +116,11 @@ mod tests {
             let num = (eval_f64(&c, x + h) - eval_f64(&c, x - h)) / (2.0 * h);
             let (v, d) = eval_deriv_dd(&cd, Dd::from_f64(x));
             assert!((v.to_f64() - direct).abs() < 1e-14);
-            assert!((d.to_f64() - num).abs() < 1e-6, "{x}: {} vs {num}", d.to_f64());
+            assert!(
+                (d.to_f64() - num).abs() < 1e-6,
+                "{x}: {} vs {num}",
+                d.to_f64()
+            );
             let basis = odd_basis(5, Dd::from_f64(x));
             for (j, b) in basis.iter().enumerate() {
                 assert!((b.to_f64() - cheb_t(2 * j + 1, x)).abs() < 1e-13);

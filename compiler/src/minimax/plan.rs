@@ -154,8 +154,12 @@ impl Builder {
 
     fn push(&mut self, s: Step) -> usize {
         let d = match &s {
-            Step::Chebyshev { a, b, .. } | Step::Mul { a, b } => self.depth[*a].max(self.depth[*b]) + 1,
-            Step::Linear { terms } => terms.iter().map(|&(r, _)| self.depth[r]).max().unwrap_or(0) + 1,
+            Step::Chebyshev { a, b, .. } | Step::Mul { a, b } => {
+                self.depth[*a].max(self.depth[*b]) + 1
+            }
+            Step::Linear { terms } => {
+                terms.iter().map(|&(r, _)| self.depth[r]).max().unwrap_or(0) + 1
+            }
             Step::Add { a, b } => self.depth[*a].max(self.depth[*b]),
         };
         self.steps.push(s);
@@ -220,7 +224,9 @@ impl Builder {
 /// Chebyshev division of `Σ_{i ≤ e} c[i]·T_i` by `T_n`: `(q, r)` with
 /// `p = q·T_n + r`, `deg r < n`. Uses `T_i = 2·T_{i−n}·T_n − T_{|i−2n|}`.
 fn cheb_divide(c: &[Dd], e: usize, n: usize) -> (Vec<Dd>, Vec<Dd>) {
-    let mut rem: Vec<Dd> = (0..=e).map(|i| c.get(i).copied().unwrap_or(Dd::ZERO)).collect();
+    let mut rem: Vec<Dd> = (0..=e)
+        .map(|i| c.get(i).copied().unwrap_or(Dd::ZERO))
+        .collect();
     let mut q = vec![Dd::ZERO; e + 1 - n.min(e + 1)];
     for i in (n..=e).rev() {
         let ci = rem[i];
@@ -391,19 +397,28 @@ mod tests {
             let c: Vec<f64> = (0..d.div_ceil(2)).map(|_| rnd()).collect();
             let cd: Vec<Dd> = c.iter().map(|&v| Dd::from_f64(v)).collect();
             let plan = build_plan(&cd);
-            assert_eq!(plan.analyse().unwrap(), (plan.mults, plan.depth), "degree {d}");
+            assert_eq!(
+                plan.analyse().unwrap(),
+                (plan.mults, plan.depth),
+                "degree {d}"
+            );
             assert_eq!(plan.depth, optimal_depth(d));
             for i in 0..=50 {
                 let x = -1.0 + i as f64 / 25.0;
                 let (a, b) = (plan.eval(x), eval_f64(&c, x));
-                assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "degree {d} at {x}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-12 * (1.0 + b.abs()),
+                    "degree {d} at {x}: {a} vs {b}"
+                );
             }
         }
     }
 
     #[test]
     fn division_reconstructs() {
-        let c: Vec<Dd> = (0..=13).map(|i| Dd::from_f64(if i % 2 == 1 { i as f64 * 0.1 } else { 0.0 })).collect();
+        let c: Vec<Dd> = (0..=13)
+            .map(|i| Dd::from_f64(if i % 2 == 1 { i as f64 * 0.1 } else { 0.0 }))
+            .collect();
         let (q, r) = cheb_divide(&c, 13, 4);
         assert_eq!(q.len(), 10);
         assert_eq!(r.len(), 4);
@@ -411,8 +426,16 @@ mod tests {
         for i in 0..9 {
             let x = -0.9 + 0.2 * i as f64;
             let p: f64 = (0..=13).map(|k| c[k].to_f64() * t(k, x)).sum();
-            let qv: f64 = q.iter().enumerate().map(|(k, v)| v.to_f64() * t(k, x)).sum();
-            let rv: f64 = r.iter().enumerate().map(|(k, v)| v.to_f64() * t(k, x)).sum();
+            let qv: f64 = q
+                .iter()
+                .enumerate()
+                .map(|(k, v)| v.to_f64() * t(k, x))
+                .sum();
+            let rv: f64 = r
+                .iter()
+                .enumerate()
+                .map(|(k, v)| v.to_f64() * t(k, x))
+                .sum();
             assert!((p - (qv * t(4, x) + rv)).abs() < 1e-12);
         }
     }

@@ -91,7 +91,9 @@ pub enum RemezError {
     #[error("invalid minimax problem: degree {degree} on [{a}, {b}]")]
     Invalid { degree: usize, a: f64, b: f64 },
     /// Singular reference system.
-    #[error("singular Remez system (degree {degree}, interval [{a:e}, {b:e}], iteration {iteration})")]
+    #[error(
+        "singular Remez system (degree {degree}, interval [{a:e}, {b:e}], iteration {iteration})"
+    )]
     Singular {
         degree: usize,
         a: f64,
@@ -130,9 +132,9 @@ fn solve<R: Real>(mut a: Vec<Vec<R>>, mut rhs: Vec<R>) -> Option<Vec<R>> {
             if f.f() == 0.0 {
                 continue;
             }
-            for k in col..n {
-                let v = a[col][k];
-                a[r][k] = a[r][k] - f * v;
+            let (top, bottom) = a.split_at_mut(r);
+            for (x, &v) in bottom[0][col..].iter_mut().zip(&top[col][col..]) {
+                *x = *x - f * v;
             }
             let v = rhs[col];
             rhs[r] = rhs[r] - f * v;
@@ -210,13 +212,7 @@ fn piece_max<R: Real>(c: &[R], lo: R, hi: R, sigma: f64, samples: usize) -> (R, 
     let m = samples.max(2);
     let step = (hi - lo).mulf(1.0 / m as f64);
     let pts: Vec<R> = (0..=m)
-        .map(|i| {
-            if i == m {
-                hi
-            } else {
-                lo + step.mulf(i as f64)
-            }
-        })
+        .map(|i| if i == m { hi } else { lo + step.mulf(i as f64) })
         .collect();
     let vals: Vec<R> = pts.iter().map(|&x| g(x)).collect();
     let mut best = 0;
@@ -403,26 +399,38 @@ mod tests {
             worst = worst.max((eval_f64(&c, x) - 1.0).abs());
         }
         let err = m.error.to_f64();
-        assert!(worst <= err * (1.0 + 1e-12) && worst > err * (1.0 - 1e-6), "{worst} {err}");
+        assert!(
+            worst <= err * (1.0 + 1e-12) && worst > err * (1.0 - 1e-6),
+            "{worst} {err}"
+        );
     }
 
     #[test]
     fn f64_screening_agrees_with_double_double() {
         for &d in &[3usize, 7, 15, 27, 31] {
             for &a in &[2f64.powi(-20) * 21.0, 2f64.powi(-14) * 17.0, 0.01, 0.2, 0.6] {
-                let x = minimax_sign(d, Dd::from_f64(a), Dd::ONE, &RemezOptions::default()).unwrap();
+                let x =
+                    minimax_sign(d, Dd::from_f64(a), Dd::ONE, &RemezOptions::default()).unwrap();
                 let y = minimax_sign(d, a, 1.0, &RemezOptions::screening()).unwrap();
                 let (ex, ey) = (x.error.to_f64(), y.error);
                 // What the search uses is the next gap (1 − τ)/(1 + τ):
                 // absolute accuracy of τ is what matters.
-                assert!((ex - ey).abs() <= 1e-9 * ex + 1e-14, "{d} {a}: {ex:e} vs {ey:e}");
+                assert!(
+                    (ex - ey).abs() <= 1e-9 * ex + 1e-14,
+                    "{d} {a}: {ex:e} vs {ey:e}"
+                );
             }
         }
     }
 
     #[test]
     fn converges_for_small_gaps_and_high_degree() {
-        for &(d, a) in &[(63usize, 2f64.powi(-24)), (31, 2f64.powi(-20)), (15, 2f64.powi(-24)), (63, 0.9)] {
+        for &(d, a) in &[
+            (63usize, 2f64.powi(-24)),
+            (31, 2f64.powi(-20)),
+            (15, 2f64.powi(-24)),
+            (63, 0.9),
+        ] {
             let m = minimax_sign(d, Dd::from_f64(a), Dd::ONE, &RemezOptions::default())
                 .unwrap_or_else(|e| panic!("{e}"));
             let ok = m.stats.spread < 1e-24 || m.error.to_f64() <= saturation::<Dd>();

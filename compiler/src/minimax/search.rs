@@ -59,7 +59,11 @@ pub fn candidates(max_degree: usize) -> Vec<Candidate> {
         .step_by(2)
         .map(|d| {
             let (mults, depth) = plan_cost(d);
-            Candidate { degree: d, mults, depth }
+            Candidate {
+                degree: d,
+                mults,
+                depth,
+            }
         })
         .collect();
     all.iter()
@@ -122,7 +126,7 @@ impl GapMap {
     /// Solves every not-yet-known `(d, ε)` in parallel, in a fixed order.
     fn ensure(&mut self, mut reqs: Vec<(usize, f64)>) -> Result<(), RemezError> {
         reqs.retain(|&(d, e)| !self.memo.contains_key(&(d, e.to_bits())));
-        reqs.sort_by(|a, b| (a.0, a.1.to_bits()).cmp(&(b.0, b.1.to_bits())));
+        reqs.sort_by_key(|a| (a.0, a.1.to_bits()));
         reqs.dedup_by(|a, b| a.0 == b.0 && a.1.to_bits() == b.1.to_bits());
         let opts = self.opts;
         let out: Vec<Result<f64, RemezError>> = reqs
@@ -165,7 +169,7 @@ pub fn search(
     max_degree: usize,
     gaps: &mut GapMap,
 ) -> Result<DegreeSearch, SearchError> {
-    if !(eps > 0.0 && eps < 1.0) || !(delta > 0.0 && delta < 1.0) {
+    if !(eps > 0.0 && eps < 1.0 && delta > 0.0 && delta < 1.0) {
         return Err(SearchError::Invalid(format!(
             "gap {eps} and error {delta} must lie in (0, 1)"
         )));

@@ -38,9 +38,17 @@ fn relus() -> &'static Vec<ReluApprox> {
 fn minimax_relu_reproduces_the_published_degree_sets() {
     for &(alpha, degrees, sdepth, rdepth, mults) in PUBLISHED {
         let r = &relus()[(alpha - 4) as usize];
-        assert_eq!(r.c, relu_gap_constant(alpha), "alpha {alpha}: gap constant backed off");
+        assert_eq!(
+            r.c,
+            relu_gap_constant(alpha),
+            "alpha {alpha}: gap constant backed off"
+        );
         assert_eq!(r.sign.degrees, degrees, "alpha {alpha}");
-        assert_eq!((r.sign.depth, r.depth, r.sign.mults), (sdepth, rdepth, mults), "alpha {alpha}");
+        assert_eq!(
+            (r.sign.depth, r.depth, r.sign.mults),
+            (sdepth, rdepth, mults),
+            "alpha {alpha}"
+        );
         // The components' own plans add up to the same cost.
         let (m, d) = r
             .sign
@@ -66,7 +74,12 @@ fn minimax_published_sets_stay_optimal_with_degrees_up_to_63() {
 fn minimax_relu_error_is_certified_below_two_to_minus_alpha() {
     for r in relus() {
         let goal = pow2(-(r.alpha as i32));
-        assert!(r.error <= goal, "alpha {}: {:e} > {goal:e}", r.alpha, r.error);
+        assert!(
+            r.error <= goal,
+            "alpha {}: {:e} > {goal:e}",
+            r.alpha,
+            r.error
+        );
         assert!(r.error_bits() >= r.alpha as f64);
         // Sign error on [ε, 1] meets 2^{1−α} too.
         assert!(r.sign.error <= r.sign.target);
@@ -74,7 +87,11 @@ fn minimax_relu_error_is_certified_below_two_to_minus_alpha() {
         for i in 0..=2000 {
             let x = -1.0 + i as f64 / 1000.0;
             let e = (r.eval(x) - x.max(0.0)).abs();
-            assert!(e <= r.error * (1.0 + 1e-9) + 1e-15, "alpha {} at {x}: {e:e}", r.alpha);
+            assert!(
+                e <= r.error * (1.0 + 1e-9) + 1e-15,
+                "alpha {} at {x}: {e:e}",
+                r.alpha
+            );
         }
     }
 }
@@ -83,8 +100,16 @@ fn minimax_relu_error_is_certified_below_two_to_minus_alpha() {
 fn minimax_relu_error_is_certified_for_alpha_15_to_20() {
     for alpha in 15..=20 {
         let r = relu(alpha, Objective::MinDepth, 31).expect("relu");
-        assert_eq!(r.c, relu_gap_constant(alpha), "alpha {alpha}: gap constant backed off");
-        assert!(r.error <= pow2(-(alpha as i32)), "alpha {alpha}: {:e}", r.error);
+        assert_eq!(
+            r.c,
+            relu_gap_constant(alpha),
+            "alpha {alpha}: gap constant backed off"
+        );
+        assert!(
+            r.error <= pow2(-(alpha as i32)),
+            "alpha {alpha}: {:e}",
+            r.error
+        );
     }
 }
 
@@ -96,7 +121,10 @@ fn minimax_relu_gap_constants_are_maximal() {
         let ok = relu_with_constant(alpha, c, Objective::MinDepth, 31).unwrap();
         assert!(ok.error <= pow2(-(alpha as i32)), "alpha {alpha}");
         let over = relu_with_constant(alpha, c + 1.0, Objective::MinDepth, 31).unwrap();
-        assert!(over.error > pow2(-(alpha as i32)), "alpha {alpha}: c + 1 also works");
+        assert!(
+            over.error > pow2(-(alpha as i32)),
+            "alpha {alpha}: c + 1 also works"
+        );
     }
 }
 
@@ -137,7 +165,10 @@ fn to_f64(v: &BigInt) -> f64 {
 
 /// Monomial coefficients (exact integers) of T_0…T_n.
 fn cheb_monomials(n: usize) -> Vec<Vec<BigInt>> {
-    let mut t: Vec<Vec<BigInt>> = vec![vec![BigInt::from(1)], vec![BigInt::from(0), BigInt::from(1)]];
+    let mut t: Vec<Vec<BigInt>> = vec![
+        vec![BigInt::from(1)],
+        vec![BigInt::from(0), BigInt::from(1)],
+    ];
     for k in 2..=n {
         let mut next = vec![BigInt::from(0); k + 1];
         for (i, c) in t[k - 1].iter().enumerate() {
@@ -176,7 +207,12 @@ fn horner(a: &[BigInt], x: &BigInt) -> BigInt {
 /// Independent `max |r − ReLU|` by dense sampling on `[0, 1]` (the error is
 /// even in `x`).
 fn independent_relu_error(r: &ReluApprox) -> f64 {
-    let stages: Vec<Vec<BigInt>> = r.sign.components.iter().map(|c| to_power_basis(&c.coeffs)).collect();
+    let stages: Vec<Vec<BigInt>> = r
+        .sign
+        .components
+        .iter()
+        .map(|c| to_power_basis(&c.coeffs))
+        .collect();
     let one = BigInt::from(1) << P;
     let err = |x: f64| -> f64 {
         let xf = fixed(x);
@@ -202,13 +238,24 @@ fn minimax_certified_error_agrees_with_an_independent_evaluator() {
         let r = &relus()[(alpha - 4) as usize];
         let ind = independent_relu_error(r);
         let gap = r.error.log2() - ind.log2();
-        println!("relu alpha {alpha}: certified {:e}, independent {ind:e}, {gap:.2e} bits", r.error);
-        assert!((0.0..0.1).contains(&gap), "alpha {alpha}: certified {:e}, independent {ind:e}", r.error);
+        println!(
+            "relu alpha {alpha}: certified {:e}, independent {ind:e}, {gap:.2e} bits",
+            r.error
+        );
+        assert!(
+            (0.0..0.1).contains(&gap),
+            "alpha {alpha}: certified {:e}, independent {ind:e}",
+            r.error
+        );
     }
     // Sign mode: max |p − 1| on [ε, 1].
     for alpha in [8u32, 13] {
         let s = sign(alpha, Objective::MinDepth, 31).unwrap();
-        let stages: Vec<Vec<BigInt>> = s.components.iter().map(|c| to_power_basis(&c.coeffs)).collect();
+        let stages: Vec<Vec<BigInt>> = s
+            .components
+            .iter()
+            .map(|c| to_power_basis(&c.coeffs))
+            .collect();
         let one = BigInt::from(1) << P;
         let mut worst: f64 = 0.0;
         for i in 0..=6000 {
@@ -217,8 +264,15 @@ fn minimax_certified_error_agrees_with_an_independent_evaluator() {
             worst = worst.max(to_f64(&(p - &one)).abs());
         }
         let gap = s.error.log2() - worst.log2();
-        println!("sign alpha {alpha}: certified {:e}, independent {worst:e}, {gap:.2e} bits", s.error);
-        assert!((0.0..0.1).contains(&gap), "sign alpha {alpha}: {:e} vs {worst:e}", s.error);
+        println!(
+            "sign alpha {alpha}: certified {:e}, independent {worst:e}, {gap:.2e} bits",
+            s.error
+        );
+        assert!(
+            (0.0..0.1).contains(&gap),
+            "sign alpha {alpha}: {:e} vs {worst:e}",
+            s.error
+        );
     }
 }
 
@@ -261,7 +315,11 @@ fn minimax_components_stay_in_range_and_plans_match() {
             if i + 1 < comps.len() {
                 for k in 0..=4000 {
                     let x = k as f64 / 4000.0 * c.interval[1];
-                    assert!(c.eval(x).abs() <= 1.0 + 1e-12, "alpha {} stage {i} at {x}", r.alpha);
+                    assert!(
+                        c.eval(x).abs() <= 1.0 + 1e-12,
+                        "alpha {} stage {i} at {x}",
+                        r.alpha
+                    );
                 }
             }
             for k in 0..=200 {
@@ -269,7 +327,11 @@ fn minimax_components_stay_in_range_and_plans_match() {
                 let (a, b) = (c.plan.eval(x), c.eval(x));
                 assert!((a - b).abs() < 1e-11, "plan of stage {i}: {a} vs {b}");
             }
-            assert!(c.remez.spread < 1e-20 || c.minimax_error < 1e-20, "{:?}", c.remez);
+            assert!(
+                c.remez.spread < 1e-20 || c.minimax_error < 1e-20,
+                "{:?}",
+                c.remez
+            );
         }
     }
 }
@@ -290,7 +352,10 @@ fn minimax_max_and_pooling_respect_their_bounds() {
         let mp = max_pool(r, k, b);
         assert_eq!(mp.margin, margin);
         assert_eq!(mp.scale, (1.0 - margin * unit) / (2.0 * b));
-        assert_eq!(mp.levels, (k * k).next_power_of_two().trailing_zeros() as usize);
+        assert_eq!(
+            mp.levels,
+            (k * k).next_power_of_two().trailing_zeros() as usize
+        );
         let want_bound = 2.0 * b * mp.levels as f64 * r.error / (1.0 - margin * unit);
         assert!((mp.error_bound - want_bound).abs() <= 1e-12 * want_bound);
         for trial in 0..3000 {
@@ -309,7 +374,10 @@ fn minimax_max_and_pooling_respect_their_bounds() {
             }
             let (got, widest) = mp.eval(&w);
             assert!(widest <= 1.0, "difference {widest} leaves [-1, 1]");
-            assert!((got - truth).abs() <= mp.error_bound, "k {k}: {got} vs {truth}");
+            assert!(
+                (got - truth).abs() <= mp.error_bound,
+                "k {k}: {got} vs {truth}"
+            );
         }
     }
     // Pairwise max: error is the ReLU error.
@@ -340,7 +408,10 @@ fn minimax_results_are_deterministic_and_cache_round_trips() {
     // Recomputation is bit-identical to the stored entry.
     let fresh = req.compute().unwrap();
     let path = cache.path(&req).unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), Cache::encode(&req, &fresh));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        Cache::encode(&req, &fresh)
+    );
     match &fresh {
         Approximation::Relu(r) => assert_eq!(r.sign.degrees, vec![7, 15]),
         Approximation::Sign(_) => panic!("mode"),
@@ -362,9 +433,18 @@ fn minimax_results_are_deterministic_and_cache_round_trips() {
 
 #[test]
 fn minimax_rejects_bad_parameters() {
-    assert!(matches!(relu(3, Objective::MinDepth, 31), Err(ApproxError::Alpha(3))));
-    assert!(matches!(sign(21, Objective::MinDepth, 31), Err(ApproxError::Alpha(21))));
-    assert!(matches!(relu(8, Objective::MinDepth, 30), Err(ApproxError::MaxDegree(30))));
+    assert!(matches!(
+        relu(3, Objective::MinDepth, 31),
+        Err(ApproxError::Alpha(3))
+    ));
+    assert!(matches!(
+        sign(21, Objective::MinDepth, 31),
+        Err(ApproxError::Alpha(21))
+    ));
+    assert!(matches!(
+        relu(8, Objective::MinDepth, 30),
+        Err(ApproxError::MaxDegree(30))
+    ));
     let msg = relu(99, Objective::MinDepth, 31).unwrap_err().to_string();
     assert!(msg.contains("alpha") && msg.contains("99"), "{msg}");
 }
