@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_approx;
+
 #[derive(Parser)]
 #[command(name = "precis", version, about)]
 struct Cli {
@@ -10,9 +12,15 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Optimal composite minimax approximation of ReLU or sign for a
+    /// precision alpha: degrees, depth, multiplications, certified error.
+    Approx(cmd_approx::ApproxArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Approx(args) => cmd_approx::run(&args),
+    }
 }

@@ -1,2 +1,4 @@
 //! The precis compiler: ONNX frontend, rewrite passes, minimax engine, lowering.
+
+pub mod minimax;
 pub mod passes;
