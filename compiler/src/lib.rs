@@ -2,3 +2,4 @@
 
 pub mod minimax;
 pub mod passes;
+pub mod pipeline;

@@ -83,7 +83,13 @@ pub struct MaxPoolApprox {
 
 /// Margin `m` for a `K×K` window (units of `2^−α`).
 pub fn pool_margin(k: usize) -> f64 {
-    let levels = tree_levels(k * k);
+    window_margin(k * k)
+}
+
+/// Margin `m` for a window of `n` values (any `kh×kw`), units of `2^−α`:
+/// 4 for 2×2, 6 for 3×3, two per tree level beyond the first.
+pub fn window_margin(n: usize) -> f64 {
+    let levels = tree_levels(n);
     (2 * levels.saturating_sub(1)).max(4) as f64
 }
 
