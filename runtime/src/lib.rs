@@ -1,1 +1,2 @@
 //! The precis runtime: the reference executor and the backends that run circuits.
+pub mod ckks;

@@ -1,0 +1,290 @@
+//! End-to-end tests of the CKKS backend with small, explicitly insecure parameters.
+
+use super::keys::galois_element_for_rotation;
+use super::precision::{precision, precision_real};
+use super::*;
+use std::sync::Arc;
+
+pub(crate) fn test_params(log_n: u32, levels: usize, dnum: usize) -> Parameters {
+    let mut log_q = vec![55];
+    log_q.extend(std::iter::repeat_n(40, levels));
+    // Enough 61-bit special primes to exceed the largest digit.
+    let digit = log_q.len().div_ceil(dnum); // the first digit is the largest
+    let digit_bits = 55 + 40 * (digit as u32 - 1);
+    let log_p = vec![61; digit_bits.div_ceil(60) as usize];
+    Parameters::new(ParametersLiteral {
+        log_n,
+        log_q,
+        log_p,
+        log_scale: 40,
+        dnum,
+        secret: SecretDistribution::Ternary,
+        insecure: true,
+    })
+    .unwrap()
+}
+
+pub(crate) struct Ctx {
+    pub params: Parameters,
+    pub sk: SecretKey,
+    pub pk: PublicKey,
+    pub enc: Encoder,
+    pub eval: Evaluator,
+}
+
+pub(crate) fn setup(log_n: u32, levels: usize, dnum: usize, rotations: &[i64]) -> Ctx {
+    let params = test_params(log_n, levels, dnum);
+    let mut kg = KeyGenerator::new(&params).unwrap();
+    let sk = kg.gen_secret_key();
+    let pk = kg.gen_public_key(&sk);
+    let keys = kg.gen_evaluation_keys(&sk, rotations, true);
+    Ctx {
+        enc: Encoder::new(&params),
+        eval: Evaluator::new(&params, Some(Arc::new(keys))),
+        params,
+        sk,
+        pk,
+    }
+}
+
+/// Deterministic pseudo-random complex values in the unit square.
+pub(crate) fn values(n: usize, salt: u64) -> Vec<Complex64> {
+    let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ salt;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    (0..n).map(|_| Complex64::new(next(), next())).collect()
+}
+
+impl Ctx {
+    pub fn encrypt(&self, v: &[Complex64]) -> Ciphertext {
+        let pt = self
+            .enc
+            .encode(v, self.params.max_level(), self.params.default_scale())
+            .unwrap();
+        Encryptor::with_public_key(&self.params, &self.pk)
+            .unwrap()
+            .encrypt(&pt)
+    }
+    pub fn decrypt(&self, ct: &Ciphertext) -> Vec<Complex64> {
+        self.enc
+            .decode(&Decryptor::new(&self.params, &self.sk).decrypt(ct))
+    }
+}
+
+#[test]
+fn ckks_encode_decode_full_and_sparse() {
+    let params = test_params(12, 2, 1);
+    let enc = Encoder::new(&params);
+    for slots in [1usize, 4, 64, 2048] {
+        let v = values(slots, slots as u64);
+        let pt = enc
+            .encode(&v, params.max_level(), params.default_scale())
+            .unwrap();
+        let p = precision(&v, &enc.decode(&pt));
+        // Rounding at scale 2^40 leaves ≈ 2^-41 per coefficient, ≈ √N·2^-41 per slot.
+        assert!(p.min_bits >= 32.0, "{slots} slots: {p:?}");
+    }
+    let r: Vec<f64> = (0..2048).map(|i| (i as f64 / 100.0).sin()).collect();
+    let pt = enc.encode_real(&r, 0, 2f64.powi(30)).unwrap();
+    let p = precision_real(&r, &enc.decode_real(&pt));
+    // Scale 2^30: ≈ √N·2^-31 ≈ 2^-25 per slot, 2^-23 at worst.
+    assert!(p.min_bits >= 21.0, "{p:?}");
+    assert!(
+        enc.encode(&values(3, 0), 0, 1e10).is_err(),
+        "non power of two"
+    );
+}
+
+#[test]
+fn ckks_encrypt_decrypt_public_and_secret_key() {
+    let c = setup(12, 2, 1, &[]);
+    let v = values(2048, 1);
+    let p = precision(&v, &c.decrypt(&c.encrypt(&v)));
+    // Fresh noise ≈ σ·√N·(‖s‖+2) ≪ 2^40·2^-25.
+    assert!(p.min_bits >= 25.0, "public key: {p:?}");
+    let pt = c.enc.encode(&v, 1, c.params.default_scale()).unwrap();
+    let ct = Encryptor::with_secret_key(&c.params, &c.sk)
+        .unwrap()
+        .encrypt(&pt);
+    assert!(ct.seed.is_some());
+    let p = precision(&v, &c.decrypt(&ct));
+    assert!(p.min_bits >= 28.0, "secret key: {p:?}");
+}
+
+#[test]
+fn ckks_wrong_key_decrypts_to_garbage() {
+    let c = setup(12, 2, 1, &[]);
+    let v = values(2048, 2);
+    let ct = c.encrypt(&v);
+    let other = KeyGenerator::new(&c.params).unwrap().gen_secret_key();
+    let got = c
+        .enc
+        .decode(&Decryptor::new(&c.params, &other).decrypt(&ct));
+    let p = precision(&v, &got);
+    assert!(
+        !(p.max_error < 1.0),
+        "decryption under a wrong key must fail: {p:?}"
+    );
+}
+
+#[test]
+fn ckks_multiply_relinearize_rescale() {
+    for dnum in [1, 3] {
+        let c = setup(12, 3, dnum, &[]);
+        let (a, b) = (values(2048, 3), values(2048, 4));
+        let want: Vec<Complex64> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
+        let ct = c
+            .eval
+            .mul_relin_rescale(&c.encrypt(&a), &c.encrypt(&b))
+            .unwrap();
+        assert_eq!(ct.level(), 2);
+        let p = precision(&want, &c.decrypt(&ct));
+        // Stated bound: ≥ 25 bits for one multiplication at scale 2^40.
+        assert!(p.min_bits >= 25.0, "dnum {dnum}: {p:?}");
+        // A second multiplication (squaring) keeps ≥ 23 bits.
+        let sq = c.eval.mul_relin_rescale(&ct, &ct).unwrap();
+        let want2: Vec<Complex64> = want.iter().map(|x| x * x).collect();
+        let p = precision(&want2, &c.decrypt(&sq));
+        assert!(p.min_bits >= 23.0, "dnum {dnum} square: {p:?}");
+    }
+}
+
+#[test]
+fn ckks_plain_and_constant_arithmetic() {
+    let c = setup(11, 2, 1, &[]);
+    let (a, b) = (values(1024, 5), values(1024, 6));
+    let (ca, cb) = (c.encrypt(&a), c.encrypt(&b));
+    let e = &c.eval;
+    let sum = e.add(&ca, &cb).unwrap();
+    let diff = e.sub(&ca, &cb).unwrap();
+    let neg = e.neg(&ca);
+    let top = c.params.max_level();
+    let pb = c.enc.encode(&b, top, c.params.q()[top] as f64).unwrap();
+    let pm = e.rescale(&e.mul_plain(&ca, &pb).unwrap()).unwrap();
+    let cm = e
+        .rescale(&e.mul_const(&ca, -1.75, c.params.q()[top] as f64).unwrap())
+        .unwrap();
+    let ac = e.add_const(&ca, 0.5).unwrap();
+    let checks: Vec<(&str, Ciphertext, Vec<Complex64>)> = vec![
+        ("add", sum, a.iter().zip(&b).map(|(x, y)| x + y).collect()),
+        ("sub", diff, a.iter().zip(&b).map(|(x, y)| x - y).collect()),
+        ("neg", neg, a.iter().map(|x| -x).collect()),
+        (
+            "mul_plain",
+            pm,
+            a.iter().zip(&b).map(|(x, y)| x * y).collect(),
+        ),
+        ("mul_const", cm, a.iter().map(|x| x * -1.75).collect()),
+        ("add_const", ac, a.iter().map(|x| x + 0.5).collect()),
+    ];
+    for (name, ct, want) in checks {
+        let p = precision(&want, &c.decrypt(&ct));
+        assert!(p.min_bits >= 25.0, "{name}: {p:?}");
+    }
+    // Exact scale bookkeeping: multiplying by a constant at scale q_ℓ then rescaling keeps the scale.
+    let cm = e
+        .rescale(&e.mul_const(&ca, 3.0, c.params.q()[top] as f64).unwrap())
+        .unwrap();
+    assert_eq!(cm.scale(), ca.scale());
+    assert!(
+        e.add(&ca, &e.mul_relin(&ca, &cb).unwrap()).is_err(),
+        "scale mismatch must be refused"
+    );
+}
+
+#[test]
+fn ckks_rotation_conjugation_and_hoisting() {
+    let rots = [1i64, 2, 5, -1, 100, 1023];
+    for dnum in [1, 2] {
+        let c = setup(11, 2, dnum, &rots);
+        let v = values(512, 7);
+        let ct = c.encrypt(&v);
+        let n = v.len() as i64;
+        let hoisted = c.eval.rotate_hoisted(&ct, &rots).unwrap();
+        for (&k, h) in rots.iter().zip(&hoisted) {
+            let want: Vec<Complex64> = (0..n).map(|i| v[(i + k).rem_euclid(n) as usize]).collect();
+            let p = precision(&want, &c.decrypt(&c.eval.rotate(&ct, k).unwrap()));
+            assert!(p.min_bits >= 25.0, "rotate {k}: {p:?}");
+            let p = precision(&want, &c.decrypt(h));
+            assert!(p.min_bits >= 25.0, "hoisted rotate {k}: {p:?}");
+        }
+        let want: Vec<Complex64> = v.iter().map(|x| x.conj()).collect();
+        let p = precision(&want, &c.decrypt(&c.eval.conjugate(&ct).unwrap()));
+        assert!(p.min_bits >= 25.0, "conjugate: {p:?}");
+        let missing = galois_element_for_rotation(c.params.n(), 3);
+        assert!(matches!(
+            c.eval.apply_galois(&ct, missing),
+            Err(CkksError::MissingKey(_))
+        ));
+    }
+}
+
+#[test]
+fn ckks_insecure_parameters_are_refused_by_default() {
+    let lit = ParametersLiteral {
+        log_n: 12,
+        log_q: vec![55, 40, 40],
+        log_p: vec![61, 61, 61],
+        log_scale: 40,
+        dnum: 1,
+        secret: SecretDistribution::Ternary,
+        insecure: false,
+    };
+    // log2(QP) ≈ 318 > 109 allowed at N = 2^12.
+    assert!(matches!(
+        Parameters::new(lit.clone()),
+        Err(CkksError::Insecure(_))
+    ));
+    let ok = Parameters::new(ParametersLiteral {
+        insecure: true,
+        ..lit.clone()
+    })
+    .unwrap();
+    assert!(!ok.is_secure());
+    // A secure set: N = 2^13, log2(QP) ≈ 190 ≤ 218.
+    let secure = Parameters::new(ParametersLiteral {
+        log_n: 13,
+        log_q: vec![50, 40, 40],
+        log_p: vec![60],
+        dnum: 3,
+        ..lit.clone()
+    })
+    .unwrap();
+    assert!(secure.is_secure());
+    // A sparse secret below the accepted weight is refused too.
+    let sparse = ParametersLiteral {
+        log_n: 13,
+        log_q: vec![50, 40, 40],
+        log_p: vec![60],
+        dnum: 3,
+        secret: SecretDistribution::FixedHammingWeight(64),
+        ..lit
+    };
+    assert!(matches!(
+        Parameters::new(sparse),
+        Err(CkksError::Insecure(_))
+    ));
+}
+
+#[test]
+fn ckks_benchmark_parameters_meet_128_bit_security() {
+    // The benchmark set (N = 2^16, 25 Q limbs of 60 + 24×50 bits) with the
+    // special primes it uses must pass without the insecure flag.
+    let p = crate::ckks::params::Parameters::new(ParametersLiteral {
+        log_n: 16,
+        log_q: std::iter::once(60)
+            .chain(std::iter::repeat_n(50, 24))
+            .collect(),
+        log_p: vec![60; 5],
+        log_scale: 50,
+        dnum: 5,
+        secret: SecretDistribution::Ternary,
+        insecure: false,
+    });
+    let p = p.unwrap();
+    assert!(p.log_qp() <= 1772.0, "{}", p.log_qp());
+}
