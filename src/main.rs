@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_bench;
+
 #[derive(Parser)]
 #[command(name = "precis", version, about)]
 struct Cli {
@@ -10,9 +12,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Performance measurements.
+    Bench {
+        #[command(subcommand)]
+        what: cmd_bench::BenchWhat,
+    },
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Bench { what } => cmd_bench::run(what),
+    }
 }

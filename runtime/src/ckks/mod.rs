@@ -12,6 +12,7 @@
 //! * [`serialize`]: versioned, checksummed binary files;
 //! * [`precision`]: precision statistics in bits.
 
+pub mod bench;
 pub mod circuits;
 pub mod encoding;
 pub mod encryption;

@@ -288,3 +288,190 @@ fn ckks_benchmark_parameters_meet_128_bit_security() {
     let p = p.unwrap();
     assert!(p.log_qp() <= 1772.0, "{}", p.log_qp());
 }
+
+#[test]
+fn ckks_serialization_round_trips() {
+    use super::serialize::*;
+    let c = setup(11, 2, 2, &[1]);
+    let mut kg = KeyGenerator::new(&c.params).unwrap();
+    let keys = kg.gen_evaluation_keys(&c.sk, &[1], false);
+
+    let mut buf = Vec::new();
+    save_parameters(&c.params, &mut buf).unwrap();
+    let params = load_parameters(&mut buf.as_slice()).unwrap();
+    assert_eq!(params, c.params);
+
+    let mut buf = Vec::new();
+    save_secret_key(&c.params, &c.sk, &mut buf).unwrap();
+    let sk = load_secret_key(&c.params, &mut buf.as_slice()).unwrap();
+    assert_eq!(sk.ntt, c.sk.ntt);
+
+    let mut buf = Vec::new();
+    save_public_key(&c.params, &c.pk, &mut buf).unwrap();
+    assert_eq!(
+        load_public_key(&c.params, &mut buf.as_slice()).unwrap(),
+        c.pk
+    );
+
+    let mut buf = Vec::new();
+    save_evaluation_keys(&c.params, &keys, &mut buf).unwrap();
+    let words = c.params.n() * (c.params.q().len() + c.params.p().len());
+    let key_count = 2 * c.params.digits().len(); // relin + one Galois key
+    assert!(
+        buf.len() < key_count * words * 8 + 4096,
+        "seeded a: about half size"
+    );
+    assert_eq!(
+        load_evaluation_keys(&c.params, &mut buf.as_slice()).unwrap(),
+        keys
+    );
+
+    // Seeded (fresh secret-key) and full ciphertexts.
+    let v = values(1024, 9);
+    let pt = c.enc.encode(&v, 2, c.params.default_scale()).unwrap();
+    let seeded = Encryptor::with_secret_key(&c.params, &c.sk)
+        .unwrap()
+        .encrypt(&pt);
+    let full = c.eval.rotate(&seeded, 1).unwrap();
+    let (mut b1, mut b2) = (Vec::new(), Vec::new());
+    save_ciphertext(&c.params, &seeded, &mut b1).unwrap();
+    save_ciphertext(&c.params, &full, &mut b2).unwrap();
+    assert!(
+        b1.len() * 10 < b2.len() * 6,
+        "seeded ciphertext about half size"
+    );
+    assert_eq!(
+        load_ciphertext(&c.params, &mut b1.as_slice()).unwrap(),
+        seeded
+    );
+    let back = load_ciphertext(&c.params, &mut b2.as_slice()).unwrap();
+    assert_eq!(back, full);
+    let want: Vec<Complex64> = (0..1024).map(|i| v[(i + 1) % 1024]).collect();
+    assert!(precision(&want, &c.decrypt(&back)).min_bits >= 25.0);
+}
+
+#[test]
+fn ckks_corrupted_or_misused_files_are_rejected() {
+    use super::serialize::*;
+    let c = setup(10, 1, 1, &[]);
+    let ct = c.encrypt(&values(512, 10));
+    let mut buf = Vec::new();
+    save_ciphertext(&c.params, &ct, &mut buf).unwrap();
+    let err = |r: Result<Ciphertext, CkksError>| match r {
+        Err(CkksError::Format(m)) => m,
+        other => panic!("expected a format error, got {other:?}"),
+    };
+    let m = err(load_ciphertext(&c.params, &mut &buf[..buf.len() - 100]));
+    assert!(m.contains("truncated"), "{m}");
+    let m = err(load_ciphertext(&c.params, &mut &buf[..10]));
+    assert!(m.contains("truncated"), "{m}");
+    for pos in [3, 25, buf.len() / 2, buf.len() - 1] {
+        let mut bad = buf.clone();
+        bad[pos] ^= 0x10;
+        assert!(
+            load_ciphertext(&c.params, &mut bad.as_slice()).is_err(),
+            "flip at {pos}"
+        );
+    }
+    let mut bad = buf.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    assert!(err(load_ciphertext(&c.params, &mut bad.as_slice())).contains("checksum"));
+
+    // A secret key can never be read as evaluation keys (nor a public key).
+    let mut skb = Vec::new();
+    save_secret_key(&c.params, &c.sk, &mut skb).unwrap();
+    match load_evaluation_keys(&c.params, &mut skb.as_slice()) {
+        Err(CkksError::Format(m)) => assert!(m.contains("SECRET"), "{m}"),
+        _ => panic!("secret key accepted as evaluation keys"),
+    }
+    assert!(load_public_key(&c.params, &mut skb.as_slice()).is_err());
+
+    // A truncated evaluation-key file is rejected too.
+    let keys = KeyGenerator::new(&c.params)
+        .unwrap()
+        .gen_evaluation_keys(&c.sk, &[], false);
+    let mut kb = Vec::new();
+    save_evaluation_keys(&c.params, &keys, &mut kb).unwrap();
+    assert!(matches!(
+        load_evaluation_keys(&c.params, &mut &kb[..kb.len() / 3]),
+        Err(CkksError::Format(_))
+    ));
+
+    // Files made under other parameters are refused.
+    let other = test_params(10, 2, 1);
+    assert!(err(load_ciphertext(&other, &mut buf.as_slice())).contains("different CKKS parameters"));
+}
+
+#[test]
+fn ckks_linear_transform_bsgs_matches_matrix_vector_product() {
+    use super::circuits::LinearTransform;
+    let slots = 64;
+    // A dense random matrix (all 64 diagonals): BSGS with 8 baby and 8 giant steps.
+    let rows: Vec<Vec<Complex64>> = (0..slots).map(|r| values(slots, 100 + r as u64)).collect();
+    let params = test_params(11, 2, 1);
+    let enc = Encoder::new(&params);
+    let top = params.max_level();
+    let lt = LinearTransform::from_matrix(&enc, &rows, top, params.q()[top] as f64, None).unwrap();
+    assert_eq!(lt.baby_steps(), 8);
+    let mut kg = KeyGenerator::new(&params).unwrap();
+    let sk = kg.gen_secret_key();
+    let keys = kg.gen_evaluation_keys(&sk, &lt.rotations(), false);
+    assert_eq!(lt.rotations().len(), 14);
+    let eval = Evaluator::new(&params, Some(Arc::new(keys)));
+    let v = values(slots, 11);
+    let pt = enc.encode(&v, top, params.default_scale()).unwrap();
+    let ct = Encryptor::with_secret_key(&params, &sk)
+        .unwrap()
+        .encrypt(&pt);
+    let out = eval
+        .rescale(&eval.linear_transform(&ct, &lt).unwrap())
+        .unwrap();
+    assert_eq!(
+        out.scale(),
+        ct.scale() * params.q()[top] as f64 / params.q()[top] as f64
+    );
+    let want: Vec<Complex64> = rows
+        .iter()
+        .map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum())
+        .collect();
+    let got = enc.decode(&Decryptor::new(&params, &sk).decrypt(&out));
+    let p = precision(&want, &got);
+    // 64 products of unit-size entries: values up to ~8, noise grows by ~√64.
+    assert!(p.min_bits >= 20.0, "{p:?}");
+}
+
+#[test]
+fn ckks_chebyshev_degree_27_polynomial() {
+    use super::circuits::ChebyshevPoly;
+    let c = setup(12, 7, 2, &[]);
+    let f = |x: f64| (2.5 * x).sin() / (1.0 + x * x);
+    let slots = 2048;
+    let xs: Vec<f64> = (0..slots)
+        .map(|i| -1.0 + 2.0 * i as f64 / (slots - 1) as f64)
+        .collect();
+    for (a, b, depth) in [(-1.0, 1.0, 5), (-4.0, 4.0, 6)] {
+        let poly = ChebyshevPoly::interpolate(f, 27, a, b);
+        assert_eq!(poly.degree(), 27);
+        assert_eq!(
+            poly.depth(),
+            depth,
+            "⌈log2(27+1)⌉ = 5, plus 1 for the affine map"
+        );
+        let inputs: Vec<f64> = xs
+            .iter()
+            .map(|x| 0.5 * (b - a) * x + 0.5 * (a + b))
+            .collect();
+        let zs: Vec<Complex64> = inputs.iter().map(|&x| Complex64::new(x, 0.0)).collect();
+        let ct = c.encrypt(&zs);
+        let target = c.params.default_scale();
+        let out = c.eval.evaluate_chebyshev(&ct, &poly, target).unwrap();
+        assert_eq!(out.scale(), target, "output scale is exact");
+        assert_eq!(out.level(), ct.level() - depth);
+        let want: Vec<f64> = inputs.iter().map(|&x| poly.evaluate(x)).collect();
+        let got: Vec<f64> = c.decrypt(&out).iter().map(|z| z.re).collect();
+        let p = precision_real(&want, &got);
+        // Stated bound: ≥ 20 bits against the cleartext polynomial.
+        assert!(p.min_bits >= 20.0, "[{a}, {b}]: {p:?}");
+    }
+}
