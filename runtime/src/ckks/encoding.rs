@@ -240,8 +240,8 @@ impl Encoder {
             let m = ring.modulus(i);
             let q = m.value();
             let mut t = poly.limb(i)[k];
-            for j in 0..i {
-                t = m.mul(m.sub(t, m.reduce_i64(d[j])), self.garner[i][j]);
+            for (dj, inv) in d[..i].iter().zip(&self.garner[i]) {
+                t = m.mul(m.sub(t, m.reduce_i64(*dj)), *inv);
             }
             d[i] = if t > q / 2 {
                 t as i64 - q as i64

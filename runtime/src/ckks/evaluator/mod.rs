@@ -146,7 +146,7 @@ impl Evaluator {
     /// Residues of `round(v)` modulo every `Q` prime up to `level`.
     fn const_residues(&self, v: f64, level: usize) -> Result<Vec<u64>, CkksError> {
         let r = v.round();
-        if !(r.abs() < 2f64.powi(120)) {
+        if !r.is_finite() || r.abs() >= 2f64.powi(120) {
             return Err(CkksError::InvalidArgument(format!(
                 "constant {v} out of range"
             )));

@@ -8,6 +8,9 @@ use super::ntt::NttTable;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Source and target modulus indices of a cached basis extension.
+type ExtenderKey = (Vec<usize>, Vec<usize>);
+
 pub struct RingContext {
     n: usize,
     /// All moduli: first the `Q` chain, then the special primes `P`.
@@ -19,7 +22,7 @@ pub struct RingContext {
     /// NTT index evaluating at `ψ^e`, indexed by `e / 2` (odd `e`).
     index_of: Vec<u32>,
     galois_cache: Mutex<HashMap<u64, Arc<Vec<u32>>>>,
-    extender_cache: Mutex<HashMap<(Vec<usize>, Vec<usize>), Arc<BasisExtender>>>,
+    extender_cache: Mutex<HashMap<ExtenderKey, Arc<BasisExtender>>>,
 }
 
 impl RingContext {
