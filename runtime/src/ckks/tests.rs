@@ -484,3 +484,35 @@ fn bits(p: &super::precision::PrecisionStats) -> f64 {
     );
     p.min_bits
 }
+
+#[test]
+#[ignore = "slow: N = 2^16 with the 128-bit secure benchmark parameters"]
+fn ckks_secure_n16_benchmark_parameters_end_to_end() {
+    let params = Parameters::new(super::bench::bench_literal(16, 24, 3, false)).unwrap();
+    assert!(params.is_secure());
+    let mut kg = KeyGenerator::new(&params).unwrap();
+    let sk = kg.gen_secret_key();
+    let pk = kg.gen_public_key(&sk);
+    let keys = kg.gen_evaluation_keys(&sk, &[1, 3], true);
+    let c = Ctx {
+        enc: Encoder::new(&params),
+        eval: Evaluator::new(&params, Some(Arc::new(keys))),
+        params,
+        sk,
+        pk,
+    };
+    let v = values(c.params.max_slots(), 12);
+    let ct = c.encrypt(&v);
+    let want: Vec<Complex64> = v.iter().map(|x| x * x).collect();
+    let sq = c.eval.mul_relin_rescale(&ct, &ct).unwrap();
+    // Scale 2^50 with N = 2^16: ≥ 30 bits after one multiplication.
+    assert!(bits(&precision(&want, &c.decrypt(&sq))) >= 30.0);
+    let r = c.eval.rotate_hoisted(&sq, &[1, 3]).unwrap();
+    let n = want.len();
+    for (k, ct) in [1usize, 3].iter().zip(&r) {
+        let w: Vec<Complex64> = (0..n).map(|i| want[(i + k) % n]).collect();
+        assert!(bits(&precision(&w, &c.decrypt(ct))) >= 30.0);
+    }
+    let w: Vec<Complex64> = want.iter().map(|x| x.conj()).collect();
+    assert!(bits(&precision(&w, &c.decrypt(&c.eval.conjugate(&sq).unwrap()))) >= 30.0);
+}

@@ -60,7 +60,10 @@ fn split(c: &[f64], m: usize) -> (Vec<f64>, Vec<f64>) {
 
 impl ChebyshevPoly {
     pub fn new(coeffs: Vec<f64>, a: f64, b: f64) -> Result<Self, CkksError> {
-        if coeffs.is_empty() || coeffs.iter().any(|c| !c.is_finite()) || a.partial_cmp(&b) != Some(std::cmp::Ordering::Less) {
+        if coeffs.is_empty()
+            || coeffs.iter().any(|c| !c.is_finite())
+            || a.partial_cmp(&b) != Some(std::cmp::Ordering::Less)
+        {
             return Err(CkksError::InvalidArgument(
                 "need finite coefficients and an interval a < b".into(),
             ));
