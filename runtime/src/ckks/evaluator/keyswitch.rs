@@ -91,11 +91,7 @@ impl Evaluator {
                 let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(t)).collect();
                 let bs: Vec<&[u64]> = key.b[..nd].iter().map(|b| b.limb(key_limb)).collect();
                 let as_: Vec<&[u64]> = key.a[..nd].iter().map(|a| a.limb(key_limb)).collect();
-                for x in 0..n {
-                    let src = match perm {
-                        Some(p) => p[x] as usize,
-                        None => x,
-                    };
+                let mut body = |x: usize, src: usize| {
                     let (mut acc0, mut acc1) = (0u128, 0u128);
                     for j in 0..nd {
                         let d = ds[j][src] as u128;
@@ -104,6 +100,10 @@ impl Evaluator {
                     }
                     o0[x] = m.reduce_u128(acc0);
                     o1[x] = m.reduce_u128(acc1);
+                };
+                match perm {
+                    Some(p) => (0..n).for_each(|x| body(x, p[x] as usize)),
+                    None => (0..n).for_each(|x| body(x, x)),
                 }
             });
         (out0, out1)

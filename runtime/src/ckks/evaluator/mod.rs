@@ -81,7 +81,12 @@ impl Evaluator {
         Self::check_scales(a.scale, b.scale)?;
         Self::check_slots(a.slots, b.slots)?;
         let ring = self.params.ring();
-        let (mut x, y) = self.aligned(a, b);
+        let (mut x, y) = if a.level() == b.level() {
+            (a.clone(), std::borrow::Cow::Borrowed(b))
+        } else {
+            let (x, y) = self.aligned(a, b);
+            (x, std::borrow::Cow::Owned(y))
+        };
         x.c0.add_assign(ring, &y.c0);
         x.c1.add_assign(ring, &y.c1);
         x.seed = None;
@@ -209,8 +214,9 @@ impl Evaluator {
             .ok_or_else(|| CkksError::MissingKey("relinearization key".into()))?;
         let ring = self.params.ring();
         let n = ring.n();
-        let (x, y) = self.aligned(a, b);
-        let level = x.level();
+        let level = a.level().min(b.level());
+        // Higher limbs of the operand at the higher level are simply not read.
+        let (x, y) = (a, b);
         let mut d0 = Poly::zero(ring, level, false, true);
         let mut d1 = Poly::zero(ring, level, false, true);
         let mut d2 = Poly::zero(ring, level, false, true);
@@ -235,8 +241,8 @@ impl Evaluator {
         Ok(Ciphertext {
             c0: d0,
             c1: d1,
-            scale: x.scale * y.scale,
-            slots: x.slots,
+            scale: a.scale * b.scale,
+            slots: a.slots,
             seed: None,
         })
     }

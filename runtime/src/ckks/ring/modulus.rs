@@ -9,8 +9,11 @@ pub const MAX_MODULUS_BITS: u32 = 62;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Modulus {
     q: u64,
-    m_hi: u64,
-    m_lo: u64,
+    /// `floor(2^64 / q)` (Barrett constant for 64-bit inputs).
+    m64: u64,
+    /// `2^64 mod q` and its Shoup companion (to fold the high word of 128-bit inputs).
+    r64: u64,
+    r64_shoup: u64,
 }
 
 impl Modulus {
@@ -20,12 +23,15 @@ impl Modulus {
             q > 2 && q & 1 == 1 && q < (1u64 << MAX_MODULUS_BITS),
             "modulus {q} must be odd and in (2, 2^62)"
         );
-        // q is odd, so it does not divide 2^128 and floor((2^128-1)/q) = floor(2^128/q).
-        let m = u128::MAX / q as u128;
+        // q is odd, so floor((2^64 - 1)/q) = floor(2^64/q).
+        let m64 = u64::MAX / q;
+        let r64 = ((1u128 << 64) % q as u128) as u64;
+        let r64_shoup = (((r64 as u128) << 64) / q as u128) as u64;
         Modulus {
             q,
-            m_hi: (m >> 64) as u64,
-            m_lo: m as u64,
+            m64,
+            r64,
+            r64_shoup,
         }
     }
 
@@ -34,20 +40,22 @@ impl Modulus {
         self.q
     }
 
-    /// `x mod q` for any `x < 2^128`.
+    /// `x mod q` for any `x < 2^128`: the high word is folded in with a Shoup
+    /// multiplication by `2^64 mod q`, the low word reduced by 64-bit Barrett;
+    /// each part lies in `[0, 2q)`, so two conditional subtractions finish.
     #[inline(always)]
     pub fn reduce_u128(&self, x: u128) -> u64 {
-        let xl = x as u64;
-        let xh = (x >> 64) as u64;
-        // High 128 bits of x * m, less at most 2 from the dropped low carries.
-        let t1 = (xl as u128 * self.m_lo as u128) >> 64;
-        let t2 = xl as u128 * self.m_hi as u128;
-        let t3 = xh as u128 * self.m_lo as u128;
-        let mid = t1 + (t2 as u64 as u128) + (t3 as u64 as u128);
-        let quot = (xh as u128 * self.m_hi as u128) + (t2 >> 64) + (t3 >> 64) + (mid >> 64);
-        // Only the low word of the quotient matters: the remainder is < 4q < 2^64.
-        let mut r = xl.wrapping_sub((quot as u64).wrapping_mul(self.q));
-        while r >= self.q {
+        let lo = x as u64;
+        let hi = (x >> 64) as u64;
+        let a = self.mul_shoup_lazy(hi, self.r64, self.r64_shoup);
+        let est = ((lo as u128 * self.m64 as u128) >> 64) as u64;
+        let b = lo.wrapping_sub(est.wrapping_mul(self.q));
+        let mut r = a + b;
+        let two_q = 2 * self.q;
+        if r >= two_q {
+            r -= two_q;
+        }
+        if r >= self.q {
             r -= self.q;
         }
         r
