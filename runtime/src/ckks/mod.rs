@@ -10,7 +10,21 @@
 //!   rotations (plain and hoisted), conjugation;
 //! * [`circuits`]: BSGS linear transforms and Chebyshev polynomial evaluation;
 //! * [`serialize`]: versioned, checksummed binary files;
-//! * [`precision`]: precision statistics in bits.
+//! * [`precision`]: precision statistics in bits;
+//! * [`bench`]: the measurements behind `precis bench ckks`.
+//!
+//! Security: [`Parameters::new`] refuses any set whose `log2(QP)` exceeds the
+//! homomorphic-encryption standard's 128-bit bound for its ring degree (or a
+//! sparse secret below 192 nonzero coefficients) unless the literal sets
+//! `insecure`. Randomness comes from ChaCha20 seeded by the operating system;
+//! uniform polynomials are expanded from 256-bit seeds, which is how keys and
+//! fresh secret-key ciphertexts are stored at half size.
+//!
+//! Prepared for bootstrapping (not implemented here): fixed-Hamming-weight
+//! secrets; the secret key keeps its small coefficients; ciphertexts convert
+//! between NTT and coefficient form limb by limb (what ModRaise needs); every
+//! ciphertext carries its level, exact scale and slot count, and sparse slot
+//! counts are supported by the encoder and rotations.
 
 pub mod bench;
 pub mod circuits;

@@ -387,6 +387,16 @@ fn ckks_corrupted_or_misused_files_are_rejected() {
     }
     assert!(load_public_key(&c.params, &mut skb.as_slice()).is_err());
 
+    // A corrupted public key is refused by its checksum.
+    let mut pkb = Vec::new();
+    save_public_key(&c.params, &c.pk, &mut pkb).unwrap();
+    let last = pkb.len() - 40;
+    pkb[last] ^= 0x80;
+    match load_public_key(&c.params, &mut pkb.as_slice()) {
+        Err(CkksError::Format(m)) => assert!(m.contains("checksum"), "{m}"),
+        _ => panic!("corrupted public key accepted"),
+    }
+
     // A truncated evaluation-key file is rejected too.
     let keys = KeyGenerator::new(&c.params)
         .unwrap()
