@@ -113,16 +113,23 @@ impl Evaluator {
         x
     }
 
-    fn plain_at_level(pt: &Plaintext, level: usize) -> Result<Poly, CkksError> {
+    /// The plaintext's polynomial at `level`, copied only if limbs must be dropped.
+    fn plain_at_level(
+        pt: &Plaintext,
+        level: usize,
+    ) -> Result<std::borrow::Cow<'_, Poly>, CkksError> {
         if pt.poly.level < level {
             return Err(CkksError::Mismatch(format!(
                 "plaintext at level {} below ciphertext level {level}",
                 pt.poly.level
             )));
         }
+        if pt.poly.level == level {
+            return Ok(std::borrow::Cow::Borrowed(&pt.poly));
+        }
         let mut p = pt.poly.clone();
         p.drop_to_level(level);
-        Ok(p)
+        Ok(std::borrow::Cow::Owned(p))
     }
 
     pub fn add_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
