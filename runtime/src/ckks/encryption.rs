@@ -2,7 +2,7 @@
 
 use super::encoding::Plaintext;
 use super::evaluator::keyswitch::mod_down;
-use super::keys::{truncate_ext, PublicKey, SecretKey};
+use super::keys::{truncate_ext, wipe, PublicKey, SecretKey};
 use super::params::Parameters;
 use super::ring::Poly;
 use super::sampling::{gaussian_coeffs, ternary_coeffs, uniform_poly, Prng, Seed};
@@ -136,6 +136,20 @@ impl Encryptor {
 pub struct Decryptor {
     params: Parameters,
     s: Poly,
+}
+
+impl Drop for Decryptor {
+    fn drop(&mut self) {
+        wipe(&mut self.s.data);
+    }
+}
+
+impl Drop for Encryptor {
+    fn drop(&mut self) {
+        if let Key::Secret(s) = &mut self.key {
+            wipe(&mut s.data);
+        }
+    }
 }
 
 impl Decryptor {

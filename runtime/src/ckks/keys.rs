@@ -22,6 +22,23 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
+/// Overwrites secret material before its memory is released (volatile writes,
+/// so the compiler cannot drop them as dead stores).
+pub(crate) fn wipe<T: Copy + Default>(v: &mut [T]) {
+    for x in v.iter_mut() {
+        // SAFETY: `x` is a valid, aligned, exclusive reference.
+        unsafe { std::ptr::write_volatile(x, T::default()) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        wipe(&mut self.coeffs);
+        wipe(&mut self.ntt.data);
+    }
+}
+
 impl SecretKey {
     pub(crate) fn from_coeffs(params: &Parameters, coeffs: Vec<i8>) -> Self {
         let ring = params.ring();
