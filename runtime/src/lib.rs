@@ -2,6 +2,8 @@
 //!
 //! - [`reference`](mod@reference): the exact cleartext executor of the tensor IR (the oracle).
 //! - [`data`]: `.npy`/`.npz`/IDX files, Fashion-MNIST and model preprocessing.
+//! - [`ckks`]: the pure-Rust RNS-CKKS backend (keys, encryption, evaluation).
 
+pub mod ckks;
 pub mod data;
 pub mod reference;

@@ -1,0 +1,249 @@
+//! Keys and key generation: secret key, public key, and hybrid key-switching
+//! keys (relinearisation and Galois/rotation keys).
+
+use super::params::Parameters;
+use super::ring::{Poly, RingContext};
+use super::sampling::{gaussian_coeffs, secret_coeffs, uniform_poly, Prng, Seed};
+use super::CkksError;
+use std::collections::BTreeMap;
+
+/// The secret key `s`, kept both as small coefficients (for serialization and
+/// future bootstrapping) and in the NTT domain over all primes `QP`.
+#[derive(Clone)]
+pub struct SecretKey {
+    pub(crate) params: Parameters,
+    pub(crate) coeffs: Vec<i8>,
+    pub(crate) ntt: Poly,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// Overwrites secret material before its memory is released (volatile writes,
+/// so the compiler cannot drop them as dead stores).
+pub(crate) fn wipe<T: Copy + Default>(v: &mut [T]) {
+    for x in v.iter_mut() {
+        // SAFETY: `x` is a valid, aligned, exclusive reference.
+        unsafe { std::ptr::write_volatile(x, T::default()) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        wipe(&mut self.coeffs);
+        wipe(&mut self.ntt.data);
+    }
+}
+
+impl SecretKey {
+    pub(crate) fn from_coeffs(params: &Parameters, coeffs: Vec<i8>) -> Self {
+        let ring = params.ring();
+        let wide: Vec<i64> = coeffs.iter().map(|&c| c as i64).collect();
+        let mut ntt = Poly::from_signed(ring, &wide, ring.max_level(), true);
+        ntt.to_ntt(ring);
+        SecretKey {
+            params: params.clone(),
+            coeffs,
+            ntt,
+        }
+    }
+
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+}
+
+/// Public key `(b, a) = (-a·s + e, a)` over `QP`; `a` is expanded from `seed`.
+/// Encryption works over `QP` and divides by `P`, which leaves only rounding noise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublicKey {
+    pub(crate) b: Poly,
+    pub(crate) a: Poly,
+    pub(crate) seed: Seed,
+}
+
+/// A hybrid key-switching key from `s'` to `s`: for each digit `j`,
+/// `(b_j, a_j) = (-a_j·s + e_j + P·[Q̃_j]·s', a_j)` over `QP`, in the NTT domain,
+/// `Q̃_j` being the CRT idempotent of digit `j` (1 modulo its primes, 0 modulo the other `Q` primes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwitchingKey {
+    pub(crate) b: Vec<Poly>,
+    pub(crate) a: Vec<Poly>,
+    pub(crate) seeds: Vec<Seed>,
+}
+
+/// The keys an untrusted evaluator needs: relinearisation and Galois keys.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EvaluationKeys {
+    pub(crate) relin: Option<SwitchingKey>,
+    pub(crate) galois: BTreeMap<u64, SwitchingKey>,
+}
+
+impl EvaluationKeys {
+    pub fn has_relinearization_key(&self) -> bool {
+        self.relin.is_some()
+    }
+    /// Galois elements with a key.
+    pub fn galois_elements(&self) -> Vec<u64> {
+        self.galois.keys().copied().collect()
+    }
+    pub fn insert_galois(&mut self, g: u64, key: SwitchingKey) {
+        self.galois.insert(g, key);
+    }
+    pub fn set_relinearization_key(&mut self, key: SwitchingKey) {
+        self.relin = Some(key);
+    }
+}
+
+/// Galois element `5^k mod 2N` rotating slots left by `k` (negative: right).
+pub fn galois_element_for_rotation(n: usize, k: i64) -> u64 {
+    let two_n = 2 * n as u64;
+    let half = (n / 2) as i64;
+    let mut e = k.rem_euclid(half) as u64;
+    let mut g = 1u64;
+    let mut base = 5u64;
+    while e > 0 {
+        if e & 1 == 1 {
+            g = g * base % two_n;
+        }
+        base = base * base % two_n;
+        e >>= 1;
+    }
+    g
+}
+
+/// Galois element of complex conjugation, `2N - 1`.
+pub fn galois_element_conjugate(n: usize) -> u64 {
+    2 * n as u64 - 1
+}
+
+pub struct KeyGenerator {
+    params: Parameters,
+    rng: Prng,
+}
+
+impl KeyGenerator {
+    /// A key generator drawing all randomness from a CSPRNG seeded by the OS.
+    pub fn new(params: &Parameters) -> Result<Self, CkksError> {
+        Ok(KeyGenerator {
+            params: params.clone(),
+            rng: Prng::from_entropy()?,
+        })
+    }
+
+    pub fn gen_secret_key(&mut self) -> SecretKey {
+        let n = self.params.n();
+        let s = secret_coeffs(&mut self.rng, n, self.params.secret());
+        SecretKey::from_coeffs(&self.params, s.iter().map(|&c| c as i8).collect())
+    }
+
+    fn error_poly(&mut self, level: usize, ext: bool) -> Poly {
+        let ring = self.params.ring();
+        let e = gaussian_coeffs(&mut self.rng, ring.n());
+        let mut p = Poly::from_signed(ring, &e, level, ext);
+        p.to_ntt(ring);
+        p
+    }
+
+    pub fn gen_public_key(&mut self, sk: &SecretKey) -> PublicKey {
+        let params = self.params.clone();
+        let ring = params.ring();
+        let level = ring.max_level();
+        let seed = self.rng.seed();
+        let a = uniform_poly(ring, &seed, level, true);
+        let mut b = self.error_poly(level, true);
+        let mut as_ = a.clone();
+        as_.mul_assign(ring, &sk.ntt);
+        b.sub_assign(ring, &as_);
+        PublicKey { b, a, seed }
+    }
+
+    /// Key switching from `s_from` (NTT over `QP`) to the secret key.
+    pub fn gen_switching_key(&mut self, sk: &SecretKey, s_from: &Poly) -> SwitchingKey {
+        let params = self.params.clone();
+        let ring = params.ring();
+        let level = ring.max_level();
+        let n = ring.n();
+        let digits = params.digits().to_vec();
+        let mut key = SwitchingKey {
+            b: Vec::new(),
+            a: Vec::new(),
+            seeds: Vec::new(),
+        };
+        for d in digits {
+            let seed = self.rng.seed();
+            let a = uniform_poly(ring, &seed, level, true);
+            let mut b = self.error_poly(level, true);
+            let mut as_ = a.clone();
+            as_.mul_assign(ring, &sk.ntt);
+            b.sub_assign(ring, &as_);
+            for i in d {
+                let m = ring.modulus(i);
+                let pm = params.p_mod_q()[i];
+                let pms = m.shoup(pm);
+                let src = &s_from.data[i * n..(i + 1) * n];
+                for (o, &x) in b.data[i * n..(i + 1) * n].iter_mut().zip(src) {
+                    *o = m.add(*o, m.mul_shoup(x, pm, pms));
+                }
+            }
+            key.b.push(b);
+            key.a.push(a);
+            key.seeds.push(seed);
+        }
+        key
+    }
+
+    pub fn gen_relinearization_key(&mut self, sk: &SecretKey) -> SwitchingKey {
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign(self.params.ring(), &sk.ntt);
+        self.gen_switching_key(sk, &s2)
+    }
+
+    /// Key for the automorphism `X ↦ X^g`: switches from `σ_g(s)` to `s`.
+    pub fn gen_galois_key(&mut self, sk: &SecretKey, g: u64) -> SwitchingKey {
+        let perm = self.params.ring().galois_permutation(g);
+        let sg = sk.ntt.permuted(&perm);
+        self.gen_switching_key(sk, &sg)
+    }
+
+    /// Relinearisation key plus Galois keys for the given rotations (and
+    /// conjugation if asked).
+    pub fn gen_evaluation_keys(
+        &mut self,
+        sk: &SecretKey,
+        rotations: &[i64],
+        conjugation: bool,
+    ) -> EvaluationKeys {
+        let n = self.params.n();
+        let mut keys = EvaluationKeys {
+            relin: Some(self.gen_relinearization_key(sk)),
+            galois: BTreeMap::new(),
+        };
+        let mut elements: Vec<u64> = rotations
+            .iter()
+            .map(|&k| galois_element_for_rotation(n, k))
+            .collect();
+        if conjugation {
+            elements.push(galois_element_conjugate(n));
+        }
+        for g in elements {
+            if g != 1 && !keys.galois.contains_key(&g) {
+                let k = self.gen_galois_key(sk, g);
+                keys.galois.insert(g, k);
+            }
+        }
+        keys
+    }
+}
+
+/// Drops the special-prime limbs of a polynomial.
+pub(crate) fn truncate_ext(ring: &RingContext, p: &mut Poly) {
+    if p.ext {
+        p.data.truncate((p.level + 1) * ring.n());
+        p.ext = false;
+    }
+}

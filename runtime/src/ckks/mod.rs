@@ -1,0 +1,69 @@
+//! Pure-Rust RNS-CKKS (leveled), organised by layer:
+//!
+//! * [`ring`]: modular arithmetic, NTT-friendly prime generation, NTTs, RNS
+//!   polynomials, fast basis extension;
+//! * [`params`]: parameter sets and the 128-bit security check;
+//! * [`sampling`], [`encoding`], [`keys`], [`encryption`]: CSPRNG and error
+//!   distributions, the canonical-embedding encoder, key generation,
+//!   encryption and decryption;
+//! * [`evaluator`]: homomorphic arithmetic, rescaling, hybrid key switching,
+//!   rotations (plain and hoisted), conjugation;
+//! * [`circuits`]: BSGS linear transforms and Chebyshev polynomial evaluation;
+//! * [`serialize`]: versioned, checksummed binary files;
+//! * [`precision`]: precision statistics in bits;
+//! * [`bench`]: the measurements behind `precis bench ckks`.
+//!
+//! Security: [`Parameters::new`] refuses any set whose `log2(QP)` exceeds the
+//! homomorphic-encryption standard's 128-bit bound for its ring degree (or a
+//! sparse secret below 192 nonzero coefficients) unless the literal sets
+//! `insecure`. Randomness comes from ChaCha20 seeded by the operating system;
+//! uniform polynomials are expanded from 256-bit seeds, which is how keys and
+//! fresh secret-key ciphertexts are stored at half size.
+//!
+//! Prepared for bootstrapping (not implemented here): fixed-Hamming-weight
+//! secrets; the secret key keeps its small coefficients; ciphertexts convert
+//! between NTT and coefficient form limb by limb (what ModRaise needs); every
+//! ciphertext carries its level, exact scale and slot count, and sparse slot
+//! counts are supported by the encoder and rotations.
+
+pub mod bench;
+pub mod circuits;
+pub mod encoding;
+pub mod encryption;
+pub mod evaluator;
+pub mod keys;
+pub mod params;
+pub mod precision;
+pub mod ring;
+pub mod sampling;
+pub mod serialize;
+
+#[cfg(test)]
+mod tests;
+
+pub use encoding::{Encoder, Plaintext};
+pub use encryption::{Ciphertext, Decryptor, Encryptor};
+pub use evaluator::Evaluator;
+pub use keys::{EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey};
+pub use num_complex::Complex64;
+pub use params::{Parameters, ParametersLiteral, SecretDistribution};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CkksError {
+    #[error("invalid parameters: {0}")]
+    InvalidParameters(String),
+    #[error("insecure parameters: {0} (set the explicit `insecure` option to use them anyway)")]
+    Insecure(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("operand mismatch: {0}")]
+    Mismatch(String),
+    #[error("missing key: {0}")]
+    MissingKey(String),
+    #[error("randomness unavailable: {0}")]
+    Randomness(String),
+    #[error("bad file: {0}")]
+    Format(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,242 @@
+//! CKKS parameters: ring degree, generated prime chains, default scale,
+//! hybrid key-switching decomposition, secret distribution, and the check
+//! against the homomorphic-encryption standard's 128-bit security table.
+
+use super::ring::{primes::generate_primes, RingContext};
+use super::CkksError;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Standard deviation of the discrete Gaussian error.
+pub const ERROR_STD_DEV: f64 = 3.2;
+/// Errors are truncated at this many standard deviations.
+pub const ERROR_TAIL_CUT: f64 = 6.0;
+
+/// Largest `log2(QP)` for 128-bit classical security with a uniform ternary
+/// secret and σ = 3.2 (homomorphicencryption.org standard, Table 1), for
+/// `log2 N = 10..=16`; `N = 2^17` is extrapolated by doubling the `2^16` entry
+/// (every step of the table is a factor of 2.00–2.01, so this is conservative).
+pub fn max_log_qp_128(log_n: u32) -> Option<f64> {
+    Some(match log_n {
+        10 => 27.0,
+        11 => 54.0,
+        12 => 109.0,
+        13 => 218.0,
+        14 => 438.0,
+        15 => 881.0,
+        16 => 1772.0,
+        17 => 3544.0,
+        _ => return None,
+    })
+}
+
+/// Smallest Hamming weight accepted for a sparse secret without the insecure
+/// flag. Project policy: the standard's table covers uniform ternary secrets
+/// only; 192 is the weight used with `N = 2^16` by the sparse-secret
+/// bootstrapping literature this project follows.
+pub const MIN_SECURE_HAMMING_WEIGHT: usize = 192;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretDistribution {
+    /// Each coefficient uniform in {-1, 0, 1}.
+    Ternary,
+    /// Exactly `h` nonzero coefficients in {-1, 1} (for sparse-secret bootstrapping).
+    FixedHammingWeight(usize),
+}
+
+/// What the user chooses; everything else is derived deterministically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParametersLiteral {
+    /// `log2 N`, 10..=17.
+    pub log_n: u32,
+    /// Bit sizes of `q_0, q_1, …, q_L` (each prime is the largest NTT prime below `2^bits`).
+    pub log_q: Vec<u32>,
+    /// Bit sizes of the special primes used by hybrid key switching.
+    pub log_p: Vec<u32>,
+    /// Default encoding scale `2^log_scale`, 20..=60.
+    pub log_scale: u32,
+    /// Number of key-switching digits (`dnum`); the `Q` primes are split into
+    /// this many contiguous groups.
+    pub dnum: usize,
+    pub secret: SecretDistribution,
+    /// Accept parameters that fail the 128-bit security check (tests, benchmarks).
+    pub insecure: bool,
+}
+
+struct Inner {
+    literal: ParametersLiteral,
+    q: Vec<u64>,
+    p: Vec<u64>,
+    digits: Vec<Range<usize>>,
+    log_qp: f64,
+    ring: RingContext,
+    /// `P mod q_i` and `P^{-1} mod q_i` for the `Q` primes.
+    p_mod_q: Vec<u64>,
+    p_inv_mod_q: Vec<u64>,
+}
+
+/// Validated, expanded parameters (cheap to clone).
+#[derive(Clone)]
+pub struct Parameters(Arc<Inner>);
+
+impl std::fmt::Debug for Parameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameters")
+            .field("literal", &self.0.literal)
+            .field("log_qp", &self.0.log_qp)
+            .finish()
+    }
+}
+
+impl PartialEq for Parameters {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.literal == other.0.literal && self.0.q == other.0.q && self.0.p == other.0.p
+    }
+}
+
+impl Parameters {
+    pub fn new(literal: ParametersLiteral) -> Result<Self, CkksError> {
+        let bad = |s: String| Err(CkksError::InvalidParameters(s));
+        let l = &literal;
+        if !(10..=17).contains(&l.log_n) {
+            return bad(format!("log2 N = {} outside 10..=17", l.log_n));
+        }
+        if l.log_q.is_empty() {
+            return bad("at least one Q prime is needed".into());
+        }
+        if l.log_p.is_empty() && l.log_q.len() > 1 {
+            return bad("key switching needs at least one special prime".into());
+        }
+        if !(20..=60).contains(&l.log_scale) {
+            return bad(format!("log2 scale = {} outside 20..=60", l.log_scale));
+        }
+        if l.dnum == 0 || l.dnum > l.log_q.len() || l.dnum > 16 {
+            return bad(format!(
+                "dnum = {} must be in 1..=min(16, number of Q primes = {})",
+                l.dnum,
+                l.log_q.len()
+            ));
+        }
+        let n = 1usize << l.log_n;
+        if let SecretDistribution::FixedHammingWeight(h) = l.secret {
+            if h == 0 || h > n {
+                return bad(format!("Hamming weight {h} outside 1..={n}"));
+            }
+        }
+        let q = generate_primes(&l.log_q, n, &[]).map_err(CkksError::InvalidParameters)?;
+        let p = generate_primes(&l.log_p, n, &q).map_err(CkksError::InvalidParameters)?;
+        let log2 = |v: &[u64]| v.iter().map(|&x| (x as f64).log2()).sum::<f64>();
+        let log_qp = log2(&q) + log2(&p);
+
+        // Digits as even as possible: the first `len mod dnum` get one extra prime.
+        let (base, rem) = (l.log_q.len() / l.dnum, l.log_q.len() % l.dnum);
+        let mut digits: Vec<Range<usize>> = Vec::with_capacity(l.dnum);
+        let mut start = 0;
+        for j in 0..l.dnum {
+            let len = base + usize::from(j < rem);
+            digits.push(start..start + len);
+            start += len;
+        }
+        let log_p = log2(&p);
+        let max_digit = digits
+            .iter()
+            .map(|d| log2(&q[d.clone()]))
+            .fold(0.0, f64::max);
+        if !p.is_empty() && log_p < max_digit {
+            return bad(format!(
+                "special primes give log2 P = {log_p:.1} < {max_digit:.1}, the largest digit; \
+                 add special primes or raise dnum"
+            ));
+        }
+
+        if !l.insecure {
+            let max = max_log_qp_128(l.log_n).expect("log_n checked");
+            if log_qp > max {
+                return Err(CkksError::Insecure(format!(
+                    "log2(QP) = {log_qp:.1} exceeds {max} allowed for 128-bit security at N = 2^{}",
+                    l.log_n
+                )));
+            }
+            if let SecretDistribution::FixedHammingWeight(h) = l.secret {
+                if h < MIN_SECURE_HAMMING_WEIGHT {
+                    return Err(CkksError::Insecure(format!(
+                        "secret Hamming weight {h} below {MIN_SECURE_HAMMING_WEIGHT}"
+                    )));
+                }
+            }
+        }
+
+        let ring = RingContext::new(n, &q, &p).map_err(CkksError::InvalidParameters)?;
+        let (p_mod_q, p_inv_mod_q) = (0..q.len())
+            .map(|i| {
+                let m = ring.modulus(i);
+                let pm = p.iter().fold(1u64, |acc, &pj| m.mul(acc, m.reduce(pj)));
+                (pm, m.inv(pm))
+            })
+            .unzip();
+        Ok(Parameters(Arc::new(Inner {
+            literal,
+            q,
+            p,
+            digits,
+            log_qp,
+            ring,
+            p_mod_q,
+            p_inv_mod_q,
+        })))
+    }
+
+    pub fn literal(&self) -> &ParametersLiteral {
+        &self.0.literal
+    }
+    pub fn ring(&self) -> &RingContext {
+        &self.0.ring
+    }
+    pub fn n(&self) -> usize {
+        1 << self.0.literal.log_n
+    }
+    pub fn log_n(&self) -> u32 {
+        self.0.literal.log_n
+    }
+    /// Maximum number of complex slots, `N/2`.
+    pub fn max_slots(&self) -> usize {
+        self.n() / 2
+    }
+    pub fn max_level(&self) -> usize {
+        self.0.q.len() - 1
+    }
+    pub fn q(&self) -> &[u64] {
+        &self.0.q
+    }
+    pub fn p(&self) -> &[u64] {
+        &self.0.p
+    }
+    pub fn default_scale(&self) -> f64 {
+        (self.0.literal.log_scale as f64).exp2()
+    }
+    pub fn log_qp(&self) -> f64 {
+        self.0.log_qp
+    }
+    pub fn secret(&self) -> SecretDistribution {
+        self.0.literal.secret
+    }
+    /// `Q`-prime index ranges of the key-switching digits.
+    pub fn digits(&self) -> &[Range<usize>] {
+        &self.0.digits
+    }
+    /// Whether these parameters pass the 128-bit check (regardless of the flag).
+    pub fn is_secure(&self) -> bool {
+        max_log_qp_128(self.log_n()).is_some_and(|m| self.0.log_qp <= m)
+            && match self.secret() {
+                SecretDistribution::Ternary => true,
+                SecretDistribution::FixedHammingWeight(h) => h >= MIN_SECURE_HAMMING_WEIGHT,
+            }
+    }
+    pub(crate) fn p_mod_q(&self) -> &[u64] {
+        &self.0.p_mod_q
+    }
+    pub(crate) fn p_inv_mod_q(&self) -> &[u64] {
+        &self.0.p_inv_mod_q
+    }
+}
