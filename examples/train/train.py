@@ -51,6 +51,13 @@ def parse_args():
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--crop-pad", type=int, default=2, help="random-crop padding (0: no crop)")
     p.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the training forward pass (weights, "
+                        "evaluation and export stay float32)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format while training (faster oneDNN convs)")
+    p.add_argument("--eval-every", type=int, default=1,
+                   help="test accuracy every N epochs (0: only after the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--bench", type=int, default=0,
@@ -99,11 +106,14 @@ def train_epoch(model, opt, x, y, args, epoch, step0, total_steps, warmup_steps)
     for b in range(nb):
         idx = perm[b * args.batch_size:(b + 1) * args.batch_size]
         xb = fmnist.normalise(fmnist.augment(x[idx], args.crop_pad, not args.no_flip, gen))
+        if args.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         yb = y[idx]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total_steps, warmup_steps, args.lr)
-        out = model(xb)
-        loss = F.cross_entropy(out, yb)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            out = model(xb)
+            loss = F.cross_entropy(out.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -117,6 +127,7 @@ def train_epoch(model, opt, x, y, args, epoch, step0, total_steps, warmup_steps)
 def export_and_check(model, args, test_u8, test_y, meta):
     """Export ONNX (batch 1), evaluate it with onnxruntime, write the JSON."""
     model.eval()
+    model.to(memory_format=torch.contiguous_format)
     side = 28 + 2 * args.pad
     shape = [1, 1, side, side]
     path = os.path.join(MODELS_DIR, f"{args.name}.onnx")
@@ -205,6 +216,8 @@ def main():
     y_test = torch.from_numpy(test_y)
 
     model = models.build(args.model, args.width)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                           nesterov=True, weight_decay=args.wd)
     steps_per_epoch = x_train.shape[0] // args.batch_size
@@ -228,11 +241,15 @@ def main():
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
     hparams = {k: v for k, v in vars(args).items()
-               if k not in ("threads", "bench", "export_only")}
+               if k not in ("threads", "bench", "export_only", "eval_every")}
     epoch, step, log = 0, 0, []
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path, weights_only=False)
-        if ck["hparams"] != hparams:
+        saved = dict(ck["hparams"])
+        for k, v in hparams.items():  # options added later, at their defaults
+            if k not in saved and v in (False, None):
+                saved[k] = v
+        if saved != hparams:
             sys.exit(f"checkpoint {ckpt_path} was made with other settings:\n"
                      f"  {ck['hparams']}\nremove it to start afresh")
         model.load_state_dict(ck["model"])
@@ -245,10 +262,12 @@ def main():
         loss, acc, step, _ = train_epoch(model, opt, x_train, y_train, args, epoch, step,
                                          total_steps, warmup_steps)
         t_train = time.time() - t0
-        test_acc = evaluate(model, x_test, y_test)
         epoch += 1
+        test_acc = None
+        if epoch == args.epochs or (args.eval_every and epoch % args.eval_every == 0):
+            test_acc = round(evaluate(model, x_test, y_test), 4)
         rec = {"epoch": epoch, "train_loss": round(loss, 4), "train_acc": round(acc, 4),
-               "test_acc": round(test_acc, 4), "train_s": round(t_train, 1),
+               "test_acc": test_acc, "train_s": round(t_train, 1),
                "eval_s": round(time.time() - t0 - t_train, 1)}
         log.append(rec)
         print(f"[{args.name}] " + json.dumps(rec), flush=True)
@@ -259,7 +278,8 @@ def main():
 
     if epoch < args.epochs:
         sys.exit("training not finished; nothing exported")
-    torch_acc = evaluate(model, x_test, y_test)
+    torch_acc = log[-1]["test_acc"] if log and log[-1]["test_acc"] is not None \
+        else evaluate(model, x_test, y_test)
     meta = {"epochs": epoch, "torch_test_acc": torch_acc}
     onnx_acc, evaluator = export_and_check(model, args, test_u8, test_y, meta)
     summary = {"name": args.name, "hparams": hparams, "params": models.num_params(model),
