@@ -2,9 +2,10 @@
 
 Examples (run from the repository root, inside the venv):
 
-    nice -n 15 python examples/train/train.py --model lenet5 --epochs 20
-    nice -n 15 python examples/train/train.py --model resnet20 --epochs 30
-    python examples/train/train.py --model resnet20 --bench 20   # time 20 batches
+    nice -n 15 python examples/train/train.py --model lenet5 --epochs 20 --lr 0.05 --threads 1
+    nice -n 15 python examples/train/train.py --model resnet20 --pad 0 --epochs 5 \
+        --warmup 0.5 --bf16 --channels-last --eval-every 0 --threads 1
+    python examples/train/train.py --model resnet20 --pad 0 --bench 4 --threads 1  # time 4 batches
 
 A checkpoint is written after every epoch to examples/train/runs/<name>/;
 re-running the same command resumes from it.  At the end the model is exported
