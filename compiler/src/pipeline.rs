@@ -130,19 +130,45 @@ pub enum PipelineError {
     Approximate(#[from] ApproximateError),
 }
 
-/// Runs every stage on `graph` with calibration data `calibration`.
-pub fn run(
+/// The α-independent part: the exact graph with affine maps folded, and
+/// its calibrated ranges.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub frontend: Graph,
+    pub folded: Graph,
+    pub folded_affine: usize,
+    pub calibration: Calibration,
+}
+
+/// Folds affine maps and calibrates on `calibration` (batches of inputs).
+pub fn prepare(
     graph: &Graph,
     calibration: impl IntoIterator<Item = Tensor>,
-    options: &PipelineOptions,
+    margin: f64,
+) -> Result<Prepared, PipelineError> {
+    let mut folded = graph.clone();
+    let folded_affine = fold_affine(&mut folded);
+    let calibration = collect_ranges(&folded, calibration, Some(margin))?;
+    Ok(Prepared {
+        frontend: graph.clone(),
+        folded,
+        folded_affine,
+        calibration,
+    })
+}
+
+/// The α-dependent part: approximation, normalisation, simplification.
+pub fn approximate_prepared(
+    prepared: &Prepared,
+    alphas: &AlphaPlan,
     source: &dyn SignApproximations,
 ) -> Result<Stages, PipelineError> {
-    let mut stages = vec![("frontend", graph.clone())];
-    let mut g = graph.clone();
-    let folded_affine = fold_affine(&mut g);
-    stages.push(("fold-affine", g.clone()));
-    let calib = collect_ranges(&g, calibration, Some(options.margin))?;
-    let approximated = approximate(&mut g, &calib, &options.alphas, source)?;
+    let mut g = prepared.folded.clone();
+    let mut stages = vec![
+        ("frontend", prepared.frontend.clone()),
+        ("fold-affine", g.clone()),
+    ];
+    let approximated = approximate(&mut g, &prepared.calibration, alphas, source)?;
     stages.push(("approximate", g.clone()));
     let normalize = normalize_ranges(&mut g);
     stages.push(("normalize", g.clone()));
@@ -151,13 +177,24 @@ pub fn run(
     Ok(Stages {
         stages,
         report: PipelineReport {
-            folded_affine,
-            calibration: calib,
+            folded_affine: prepared.folded_affine,
+            calibration: prepared.calibration.clone(),
             approximated,
             normalize,
             simplify,
         },
     })
+}
+
+/// Runs every stage on `graph` with calibration data `calibration`.
+pub fn run(
+    graph: &Graph,
+    calibration: impl IntoIterator<Item = Tensor>,
+    options: &PipelineOptions,
+    source: &dyn SignApproximations,
+) -> Result<Stages, PipelineError> {
+    let prepared = prepare(graph, calibration, options.margin)?;
+    approximate_prepared(&prepared, &options.alphas, source)
 }
 
 #[cfg(test)]

@@ -136,6 +136,17 @@ pub fn collect_ranges(
     batches: impl IntoIterator<Item = Tensor>,
     margin: Option<f64>,
 ) -> Result<Calibration, CalibrateError> {
+    evaluate_with_ranges(graph, batches, margin, |_| {})
+}
+
+/// [`collect_ranges`] that also hands each batch's outputs to `on_outputs`
+/// (so one run yields both predictions and range/overflow statistics).
+pub fn evaluate_with_ranges(
+    graph: &Graph,
+    batches: impl IntoIterator<Item = Tensor>,
+    margin: Option<f64>,
+    mut on_outputs: impl FnMut(Vec<Tensor>),
+) -> Result<Calibration, CalibrateError> {
     if let Some(m) = margin {
         if !(m >= 1.0 && m.is_finite()) {
             return Err(CalibrateError::Margin(m));
@@ -162,7 +173,7 @@ pub fn collect_ranges(
     let mut samples = 0;
     for batch in batches {
         samples += batch.shape.first().copied().unwrap_or(0);
-        runtime::reference::run_traced(graph, &[batch], &mut |id, value| {
+        let outputs = runtime::reference::run_traced(graph, &[batch], &mut |id, value| {
             if let Some(layers) = feeds.get(&id) {
                 for l in layers {
                     acc.get_mut(l).expect("layer").add(value);
@@ -170,6 +181,7 @@ pub fn collect_ranges(
             }
         })
         .map_err(|e| CalibrateError::Exec(e.to_string()))?;
+        on_outputs(outputs);
     }
     if samples == 0 {
         return Err(CalibrateError::NoData);

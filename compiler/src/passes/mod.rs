@@ -11,7 +11,9 @@ pub mod simplify;
 pub(crate) mod testing;
 
 pub use approximate::{approximate, AlphaPlan, ApproximateError, SignApproximations};
-pub use calibrate::{collect_ranges, CalibrateError, Calibration, LayerRange};
+pub use calibrate::{
+    collect_ranges, evaluate_with_ranges, CalibrateError, Calibration, LayerRange,
+};
 pub use fold_affine::fold_affine;
 pub use normalize::{normalize_ranges, NormalizeReport};
 pub use simplify::{simplify, SimplifyReport};
