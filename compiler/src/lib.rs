@@ -1,1 +1,3 @@
 //! The precis compiler: ONNX frontend, rewrite passes, minimax engine, lowering.
+
+pub mod frontend;

@@ -5,6 +5,7 @@
 //! is added and again by [`Graph::validate`]. The IR is serde-serializable and
 //! has a deterministic text form ([`Graph::to_text`]) for snapshot tests.
 
+pub mod file;
 mod graph;
 mod op;
 mod tensor;
