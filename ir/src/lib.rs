@@ -5,11 +5,13 @@
 //! is added and again by [`Graph::validate`]. The IR is serde-serializable and
 //! has a deterministic text form ([`Graph::to_text`]) for snapshot tests.
 
+mod approx;
 pub mod file;
 mod graph;
 mod op;
 mod tensor;
 
+pub use approx::{ceil_log2, tree_reduce, ApproxMaxPool, ApproxRelu, CompositeSign, OddChebyshev};
 pub use graph::{Graph, Node, NodeId, Operand};
 pub use op::{broadcast, window_out, BatchNorm, Conv2d, Linear, Op, Pads2d, Pool2d};
 pub use tensor::{numel, Shape, ShapeFmt, Tensor};

@@ -3,6 +3,7 @@
 //! Activations are NCHW (or `[N, features]` after flattening); the IR carries
 //! batch 1, executors accept any batch on the leading axis.
 
+use crate::approx::{ApproxMaxPool, ApproxRelu};
 use crate::tensor::{numel, Shape, ShapeFmt, Tensor};
 use crate::IrError;
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,10 @@ pub enum Op {
         value: f32,
     },
     Identity,
+    /// ReLU replaced by its composite-polynomial approximation.
+    ApproxRelu(ApproxRelu),
+    /// MaxPool replaced by a tree of approximate maxima.
+    ApproxMaxPool(ApproxMaxPool),
 }
 
 impl Op {
@@ -166,6 +171,8 @@ impl Op {
             Op::Concat { .. } => "Concat",
             Op::Pad { .. } => "Pad",
             Op::Identity => "Identity",
+            Op::ApproxRelu(_) => "ApproxRelu",
+            Op::ApproxMaxPool(_) => "ApproxMaxPool",
         }
     }
 
@@ -253,6 +260,17 @@ impl Op {
                 Ok(s.to_vec())
             }
             Op::Relu | Op::Identity => Ok(inputs[0].to_vec()),
+            Op::ApproxRelu(a) => {
+                check_sign(a.bound, &a.sign)?;
+                Ok(inputs[0].to_vec())
+            }
+            Op::ApproxMaxPool(a) => {
+                check_sign(a.bound, &a.sign)?;
+                if !(a.input_scale.is_finite() && a.input_scale > 0.0) {
+                    return Err(format!("input_scale {} must be positive", a.input_scale));
+                }
+                Op::MaxPool(a.pool).infer_shape(inputs)
+            }
             Op::MaxPool(p) | Op::AveragePool { pool: p, .. } => {
                 let [n, c, h, w] = nchw(inputs[0])?;
                 if p.pads.top >= p.kernel[0]
@@ -393,8 +411,54 @@ impl Op {
             Op::Reshape { shape } => write!(out, " shape={}", ShapeFmt(shape)),
             Op::Concat { axis } => write!(out, " axis={axis}"),
             Op::Pad { pads, value } => write!(out, " pads={pads} value={value:?}"),
+            Op::ApproxRelu(a) => write_sign(out, a.bound, &a.sign),
+            Op::ApproxMaxPool(a) => {
+                let _ = write_pool(out, &a.pool);
+                let _ = write!(out, " input_scale={:e}", a.input_scale);
+                write_sign(out, a.bound, &a.sign)
+            }
         };
     }
+}
+
+fn write_sign(out: &mut String, bound: f64, sign: &crate::approx::CompositeSign) -> fmt::Result {
+    let degrees: Vec<String> = sign.degrees().iter().map(|d| d.to_string()).collect();
+    let digest = sign
+        .components
+        .iter()
+        .flat_map(|c| std::iter::once(c.half_width).chain(c.coeffs.iter().copied()))
+        .fold(0x811c_9dc5u32, |h, v| {
+            v.to_bits()
+                .to_le_bytes()
+                .iter()
+                .fold(h, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+        });
+    write!(
+        out,
+        " alpha={} bound={:e} degrees={{{}}} depth={} coeffs=#{digest:08x}",
+        sign.alpha,
+        bound,
+        degrees.join(","),
+        sign.depth()
+    )
+}
+
+fn check_sign(bound: f64, sign: &crate::approx::CompositeSign) -> Result<(), String> {
+    if !(bound.is_finite() && bound > 0.0) {
+        return Err(format!("bound {bound} must be positive"));
+    }
+    if sign.components.is_empty() {
+        return Err("sign approximation has no components".into());
+    }
+    for (i, c) in sign.components.iter().enumerate() {
+        if !(c.half_width.is_finite() && c.half_width > 0.0) || c.coeffs.is_empty() {
+            return Err(format!("sign component {i} is malformed"));
+        }
+        if c.coeffs.iter().any(|v| !v.is_finite()) {
+            return Err(format!("sign component {i} has a non-finite coefficient"));
+        }
+    }
+    Ok(())
 }
 
 fn write_pool(out: &mut String, p: &Pool2d) -> fmt::Result {

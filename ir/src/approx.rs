@@ -1,0 +1,217 @@
+//! Polynomial stand-ins for ReLU and max-pooling (Lee et al. 2023).
+//!
+//! `sgn(x)` on `[−1,−ε]∪[ε,1]` is approximated by a composite of odd
+//! polynomials `p = p_k∘…∘p_1`, each stored in the Chebyshev basis on its own
+//! symmetric interval. From it:
+//! - ReLU on `[−B, B]`: `relu(x) ≈ x·(1 + p(x/B))/2` (= `B·r_α(x/B)`),
+//!   error ≤ `B·2^−α`.
+//! - `max(a, b) ≈ ((a+b) + (a−b)·p(a−b))/2` for `a, b ∈ [0, 1]`.
+//! - K×K max-pooling: every window value is mapped into `[0, 1]` by
+//!   `t = x·input_scale + 1/2`, the window is reduced by a balanced tree of
+//!   approximate maxima ([`tree_reduce`]), and the result mapped back by
+//!   `(m − 1/2)/input_scale`. Padding is `t = 0` (below every mapped input),
+//!   not −∞.
+//!
+//! These definitions are the single source of truth for every executor and
+//! for the lowering; the compiler only chooses the coefficients and bounds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::op::Pool2d;
+
+/// An odd polynomial `p(x) = Σ_k c_k·T_k(x / half_width)` (even `c_k` are 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OddChebyshev {
+    /// The polynomial is defined for `x ∈ [−half_width, half_width]`.
+    pub half_width: f64,
+    /// Chebyshev coefficients `c_0..=c_d`.
+    pub coeffs: Vec<f64>,
+}
+
+impl OddChebyshev {
+    pub fn degree(&self) -> usize {
+        self.coeffs.len().saturating_sub(1)
+    }
+
+    /// Multiplicative depth of an optimal evaluation: `⌈log2(d+1)⌉`.
+    pub fn depth(&self) -> u32 {
+        ceil_log2(self.degree() + 1)
+    }
+
+    /// Clenshaw evaluation in f64.
+    pub fn eval(&self, x: f64) -> f64 {
+        let u = x / self.half_width;
+        let (mut b1, mut b2) = (0.0f64, 0.0f64);
+        for &c in self.coeffs.iter().skip(1).rev() {
+            let b0 = 2.0 * u * b1 - b2 + c;
+            b2 = b1;
+            b1 = b0;
+        }
+        u * b1 - b2 + self.coeffs.first().copied().unwrap_or(0.0)
+    }
+}
+
+/// `⌈log2(n)⌉` for n ≥ 1.
+pub fn ceil_log2(n: usize) -> u32 {
+    usize::BITS - (n.max(1) - 1).leading_zeros()
+}
+
+/// A composite approximation of `sgn`: `components[k−1] ∘ … ∘ components[0]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompositeSign {
+    /// The precision target: `|p − sgn| ≤ 2^(1−α)` off `(−ε, ε)`.
+    pub alpha: u32,
+    /// Half-width of the excluded gap around 0, in the unit domain.
+    pub epsilon: f64,
+    pub components: Vec<OddChebyshev>,
+}
+
+impl CompositeSign {
+    pub fn eval(&self, x: f64) -> f64 {
+        self.components.iter().fold(x, |v, p| p.eval(v))
+    }
+
+    pub fn degrees(&self) -> Vec<usize> {
+        self.components.iter().map(OddChebyshev::degree).collect()
+    }
+
+    /// Multiplicative depth of the composite: the sum of its components'.
+    pub fn depth(&self) -> u32 {
+        self.components.iter().map(OddChebyshev::depth).sum()
+    }
+}
+
+/// ReLU replaced by `x·(1 + p(x/B))/2`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApproxRelu {
+    /// Inputs are expected in `[−bound, bound]`; outside, the polynomial diverges.
+    pub bound: f64,
+    pub sign: CompositeSign,
+}
+
+impl ApproxRelu {
+    pub fn eval(&self, x: f64) -> f64 {
+        x * (1.0 + self.sign.eval(x / self.bound)) * 0.5
+    }
+
+    /// Depth: the sign's plus one product with `x`.
+    pub fn depth(&self) -> u32 {
+        self.sign.depth() + 1
+    }
+
+    /// Worst-case absolute error on `[−bound, bound]` promised by the method.
+    pub fn error_bound(&self) -> f64 {
+        self.bound * 2f64.powi(-(self.sign.alpha as i32))
+    }
+}
+
+/// Max-pooling replaced by a tree of approximate pairwise maxima.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApproxMaxPool {
+    pub pool: Pool2d,
+    /// Inputs are expected in `[−bound, bound]`.
+    pub bound: f64,
+    /// `t = x·input_scale + 1/2` maps every input into `[0, 1]` with the
+    /// margin the tree's accumulated error needs.
+    pub input_scale: f64,
+    pub sign: CompositeSign,
+}
+
+impl ApproxMaxPool {
+    /// The approximate `max(a, b)` on mapped values.
+    pub fn max2(&self, a: f64, b: f64) -> f64 {
+        let d = a - b;
+        ((a + b) + d * self.sign.eval(d)) * 0.5
+    }
+
+    /// Reduces one window of *raw* input values (padding given as `None`).
+    pub fn reduce_window(&self, window: impl IntoIterator<Item = Option<f64>>) -> f64 {
+        let mapped: Vec<f64> = window
+            .into_iter()
+            .map(|v| v.map_or(0.0, |x| x * self.input_scale + 0.5))
+            .collect();
+        let m = tree_reduce(mapped, |a, b| self.max2(a, b));
+        (m - 0.5) / self.input_scale
+    }
+
+    /// Depth: `⌈log2(window)⌉` levels of maxima, each the sign's depth plus one.
+    pub fn depth(&self) -> u32 {
+        ceil_log2(self.pool.kernel[0] * self.pool.kernel[1]) * (self.sign.depth() + 1)
+    }
+}
+
+/// Reduces `items` by a balanced binary tree: each round pairs neighbours
+/// `(0,1), (2,3), …` and carries an odd last item up unchanged. This order is
+/// part of the IR's semantics (executors and the lowering must agree on it).
+pub fn tree_reduce<T>(mut items: Vec<T>, mut f: impl FnMut(T, T) -> T) -> T {
+    assert!(!items.is_empty(), "tree_reduce of nothing");
+    while items.len() > 1 {
+        let mut next = Vec::with_capacity(items.len().div_ceil(2));
+        let mut it = items.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(f(a, b)),
+                None => next.push(a),
+            }
+        }
+        items = next;
+    }
+    items.pop().expect("one item")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clenshaw_matches_power_form() {
+        // T1 = x, T3 = 4x³ − 3x on [−2, 2].
+        let p = OddChebyshev {
+            half_width: 2.0,
+            coeffs: vec![0.0, 1.5, 0.0, -0.25],
+        };
+        for i in -20..=20 {
+            let x = i as f64 / 10.0;
+            let u = x / 2.0;
+            let want = 1.5 * u - 0.25 * (4.0 * u * u * u - 3.0 * u);
+            assert!((p.eval(x) - want).abs() < 1e-15);
+        }
+        assert_eq!(p.degree(), 3);
+        assert_eq!(p.depth(), 2);
+    }
+
+    #[test]
+    fn ceil_log2_values() {
+        let got: Vec<u32> = [1, 2, 3, 4, 5, 8, 9, 16, 28, 30].map(ceil_log2).to_vec();
+        assert_eq!(got, vec![0, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+    }
+
+    #[test]
+    fn tree_order_is_balanced_pairs() {
+        let s = tree_reduce((0..5).map(|i| i.to_string()).collect(), |a, b| {
+            format!("({a}{b})")
+        });
+        assert_eq!(s, "(((01)(23))4)");
+    }
+
+    #[test]
+    fn exact_sign_gives_exact_relu_and_max() {
+        // A "composite" whose single component is the identity scaled so that
+        // values at ±1 map to ±1: with inputs exactly ±1 it is sgn.
+        let sign = CompositeSign {
+            alpha: 10,
+            epsilon: 1.0,
+            components: vec![OddChebyshev {
+                half_width: 1.0,
+                coeffs: vec![0.0, 1.0],
+            }],
+        };
+        let relu = ApproxRelu {
+            bound: 4.0,
+            sign: sign.clone(),
+        };
+        assert_eq!(relu.eval(4.0), 4.0);
+        assert_eq!(relu.eval(-4.0), 0.0);
+        assert_eq!(relu.depth(), 2);
+    }
+}
