@@ -1,7 +1,7 @@
 //! `precis infer`: cleartext inference with the reference executor.
 
+use anyhow::{anyhow, bail, Context, Result};
 use compiler::frontend::FrontendError;
-use anyhow::{bail, Context, Result};
 use ir::ShapeFmt;
 use runtime::data::npy;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let x = npy::read(&args.input).with_context(|| format!("{}", args.input.display()))?;
+    let x = npy::read(&args.input).map_err(|e| anyhow!("{e}"))?;
     if x.shape.len() < 2 || x.shape[0] == 0 {
         bail!(
             "{}: shape {} has no batch axis; expected [batch, ...] with batch ≥ 1",
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let batch = x.shape[0];
     let outputs = runtime::reference::run(&graph, std::slice::from_ref(&x))
-        .with_context(|| format!("{}", args.model.display()))?;
+        .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
     let y = &outputs[0];
     let per = y.len() / batch;
     println!("sample  argmax");
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("{i:>6}  {}", argmax(row));
     }
     if let Some(out) = &args.output {
-        npy::write(out, y).with_context(|| format!("{}", out.display()))?;
+        npy::write(out, y).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(())
 }

@@ -177,7 +177,14 @@ pub fn run(args: Args) -> Result<()> {
             ]
         })
         .collect();
-    let header = ["#", "layer", "op", "output", "params", "attributes / operands"];
+    let header = [
+        "#",
+        "layer",
+        "op",
+        "output",
+        "params",
+        "attributes / operands",
+    ];
     let mut width = header.map(str::len);
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {

@@ -28,11 +28,8 @@ const HEADER: usize = 24;
 /// Why a file could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("not a precis IR file (bad magic)")]
     Magic,
     #[error("IR file format version {found}; this precis reads version {FORMAT_VERSION}")]
@@ -135,18 +132,18 @@ pub fn save(path: &Path, g: &Graph) -> Result<(), FileError> {
 
 /// Reads and checks a file written by [`save`].
 pub fn load(path: &Path) -> Result<Graph, FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Io {
+    let bytes = std::fs::read(path).map_err(|err| FileError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     from_bytes(&bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let io = |source| FileError::Io {
+    let io = |err| FileError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -189,7 +189,11 @@ impl OnnxBuilder {
 
     /// A float32 initializer; returns its (unique) name.
     pub fn init_f32(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> String {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "initializer {name}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "initializer {name}"
+        );
         let name = self.unique(name.to_string());
         self.initializers.push(pb::TensorProto {
             name: name.clone(),
@@ -203,7 +207,11 @@ impl OnnxBuilder {
 
     /// An int64 initializer; returns its (unique) name.
     pub fn init_i64(&mut self, name: &str, shape: &[usize], data: Vec<i64>) -> String {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "initializer {name}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "initializer {name}"
+        );
         let name = self.unique(name.to_string());
         self.initializers.push(pb::TensorProto {
             name: name.clone(),
@@ -291,7 +299,16 @@ impl OnnxBuilder {
         pad: usize,
         bias: bool,
     ) -> String {
-        self.conv_full(scope, x, out_c, [kernel, kernel], [stride, stride], Pads2d::same(pad), 1, bias)
+        self.conv_full(
+            scope,
+            x,
+            out_c,
+            [kernel, kernel],
+            [stride, stride],
+            Pads2d::same(pad),
+            1,
+            bias,
+        )
     }
 
     /// A general 2-D convolution.
@@ -333,7 +350,10 @@ impl OnnxBuilder {
             &[
                 ("dilations", Attr::Ints(vec![1, 1])),
                 ("group", Attr::Int(group as i64)),
-                ("kernel_shape", Attr::Ints(vec![kernel[0] as i64, kernel[1] as i64])),
+                (
+                    "kernel_shape",
+                    Attr::Ints(vec![kernel[0] as i64, kernel[1] as i64]),
+                ),
                 (
                     "pads",
                     Attr::Ints(vec![
@@ -343,7 +363,10 @@ impl OnnxBuilder {
                         pads.right as i64,
                     ]),
                 ),
-                ("strides", Attr::Ints(vec![stride[0] as i64, stride[1] as i64])),
+                (
+                    "strides",
+                    Attr::Ints(vec![stride[0] as i64, stride[1] as i64]),
+                ),
             ],
             Some(vec![n, out_c, oh, ow]),
         )
@@ -369,7 +392,13 @@ impl OnnxBuilder {
             attrs.push(("training_mode", Attr::Int(0)));
         }
         let shape = self.shapes[x].clone();
-        self.node(scope, "BatchNormalization", &[x, &s, &b, &m, &v], &attrs, Some(shape))
+        self.node(
+            scope,
+            "BatchNormalization",
+            &[x, &s, &b, &m, &v],
+            &attrs,
+            Some(shape),
+        )
     }
 
     /// BatchNormalization with scale in `[0.5, 1.5)`.
@@ -430,13 +459,23 @@ impl OnnxBuilder {
         let s = &self.shapes[x];
         let shape = vec![s[0], s[1..].iter().product()];
         match self.flatten_style {
-            FlattenStyle::Flatten => {
-                self.node(scope, "Flatten", &[x], &[("axis", Attr::Int(1))], Some(shape))
-            }
+            FlattenStyle::Flatten => self.node(
+                scope,
+                "Flatten",
+                &[x],
+                &[("axis", Attr::Int(1))],
+                Some(shape),
+            ),
             FlattenStyle::View => {
                 let sh = self.node(scope, "Shape", &[x], &[], None);
                 let zero = self.constant_i64(scope, &[], vec![0]);
-                let n = self.node(scope, "Gather", &[&sh, &zero], &[("axis", Attr::Int(0))], None);
+                let n = self.node(
+                    scope,
+                    "Gather",
+                    &[&sh, &zero],
+                    &[("axis", Attr::Int(0))],
+                    None,
+                );
                 let n = self.unsqueeze0(scope, &n);
                 let minus = self.constant_i64(scope, &[1], vec![-1]);
                 let target = self.node(
@@ -476,7 +515,13 @@ impl OnnxBuilder {
             let axes = self.constant_i64(scope, &[1], vec![0]);
             self.node(scope, "Unsqueeze", &[x, &axes], &[], None)
         } else {
-            self.node(scope, "Unsqueeze", &[x], &[("axes", Attr::Ints(vec![0]))], None)
+            self.node(
+                scope,
+                "Unsqueeze",
+                &[x],
+                &[("axes", Attr::Ints(vec![0]))],
+                None,
+            )
         }
     }
 
@@ -588,13 +633,25 @@ impl OnnxBuilder {
             let ratio = self.init_f32(&format!("{scope}.ratio"), &[], vec![0.5]);
             self.node(scope, "Dropout", &[x, &ratio], &[], Some(shape))
         } else {
-            self.node(scope, "Dropout", &[x], &[("ratio", Attr::Float(0.5))], Some(shape))
+            self.node(
+                scope,
+                "Dropout",
+                &[x],
+                &[("ratio", Attr::Float(0.5))],
+                Some(shape),
+            )
         }
     }
 
     pub fn softmax(&mut self, scope: &str, x: &str) -> String {
         let shape = self.shapes[x].clone();
-        self.node(scope, "Softmax", &[x], &[("axis", Attr::Int(1))], Some(shape))
+        self.node(
+            scope,
+            "Softmax",
+            &[x],
+            &[("axis", Attr::Int(1))],
+            Some(shape),
+        )
     }
 
     pub fn add(&mut self, scope: &str, a: &str, b: &str) -> String {

@@ -48,11 +48,8 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong reading a model. Each message is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontendError {
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read {}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// The bytes are not an ONNX protobuf (corrupt or truncated file).
     #[error("not a valid ONNX model (protobuf decoding failed: {0})")]
     Decode(String),
@@ -77,7 +74,7 @@ pub enum FrontendError {
     /// tract could not analyse the model.
     #[error("tract could not analyse the model: {0}")]
     Tract(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Ir(#[from] ir::IrError),
 }
 
@@ -87,9 +84,9 @@ pub enum FrontendError {
 /// included, and it must be 1); without it every dimension but the batch must
 /// be known in the model. The IR always carries batch 1.
 pub fn load(path: &Path, input_shape: Option<Vec<usize>>) -> Result<ir::Graph, FrontendError> {
-    let bytes = std::fs::read(path).map_err(|source| FrontendError::Io {
+    let bytes = std::fs::read(path).map_err(|err| FrontendError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     let name = path
         .file_stem()
@@ -100,7 +97,10 @@ pub fn load(path: &Path, input_shape: Option<Vec<usize>>) -> Result<ir::Graph, F
 
 /// [`load`] from bytes in memory; the graph takes the ONNX graph's name.
 /// Initializers stored in external files cannot be resolved.
-pub fn load_bytes(bytes: &[u8], input_shape: Option<Vec<usize>>) -> Result<ir::Graph, FrontendError> {
+pub fn load_bytes(
+    bytes: &[u8],
+    input_shape: Option<Vec<usize>>,
+) -> Result<ir::Graph, FrontendError> {
     convert::convert(bytes, None, None, input_shape)
 }
 

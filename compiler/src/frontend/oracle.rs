@@ -19,7 +19,10 @@ pub fn run(bytes: &[u8], inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, Front
     let mut values: TVec<TValue> = tvec!();
     for (ix, t) in inputs.iter().enumerate() {
         model
-            .set_input_fact(ix, InferenceFact::dt_shape(f32::datum_type(), t.shape.clone()))
+            .set_input_fact(
+                ix,
+                InferenceFact::dt_shape(f32::datum_type(), t.shape.clone()),
+            )
             .map_err(tract_err)?;
         let tt = TTensor::from_shape(&t.shape, &t.data).map_err(tract_err)?;
         values.push(tt.into_tvalue());
@@ -34,7 +37,10 @@ pub fn run(bytes: &[u8], inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, Front
         .map(|o| {
             let f = o.cast_to::<f32>().map_err(tract_err)?;
             let view = f.to_plain_array_view::<f32>().map_err(tract_err)?;
-            Ok(ir::Tensor::new(o.shape().to_vec(), view.iter().copied().collect())?)
+            Ok(ir::Tensor::new(
+                o.shape().to_vec(),
+                view.iter().copied().collect(),
+            )?)
         })
         .collect()
 }

@@ -49,7 +49,13 @@ fn start(name: &str, o: &ZooOptions) -> OnnxBuilder {
     b
 }
 
-fn finish(mut b: OnnxBuilder, name: &str, x: String, o: &ZooOptions, input_shape: &[usize]) -> ZooModel {
+fn finish(
+    mut b: OnnxBuilder,
+    name: &str,
+    x: String,
+    o: &ZooOptions,
+    input_shape: &[usize],
+) -> ZooModel {
     let y = if o.softmax { b.softmax("", &x) } else { x };
     b.output(&y);
     ZooModel {
@@ -114,7 +120,9 @@ pub fn alexnet(o: &ZooOptions) -> ZooModel {
 pub fn vgg_config(depth: usize) -> Option<&'static [usize]> {
     Some(match depth {
         11 => &[64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
-        13 => &[64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
+        13 => &[
+            64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0,
+        ],
         16 => &[
             64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
         ],
@@ -141,7 +149,15 @@ pub fn vgg(depth: usize, batch_norm: bool, width_div: usize, o: &ZooOptions) -> 
             layer += 1;
             continue;
         }
-        x = b.conv(&format!("features.{layer}"), &x, c / width_div, 3, 1, 1, true);
+        x = b.conv(
+            &format!("features.{layer}"),
+            &x,
+            c / width_div,
+            3,
+            1,
+            1,
+            true,
+        );
         layer += 1;
         if batch_norm {
             x = b.batch_norm(&format!("features.{layer}"), &x);
@@ -179,7 +195,13 @@ pub fn vgg_block(o: &ZooOptions) -> ZooModel {
 
 /// A ResNet basic block (two 3×3 conv-BN, residual add, ReLU); with
 /// `stride` 2 or a channel change the shortcut is a 1×1 strided conv + BN.
-pub fn basic_block(b: &mut OnnxBuilder, scope: &str, x: &str, planes: usize, stride: usize) -> String {
+pub fn basic_block(
+    b: &mut OnnxBuilder,
+    scope: &str,
+    x: &str,
+    planes: usize,
+    stride: usize,
+) -> String {
     let in_c = b.shape(x)[1];
     let y = b.conv(&format!("{scope}.conv1"), x, planes, 3, stride, 1, false);
     let y = b.batch_norm(&format!("{scope}.bn1"), &y);
@@ -187,7 +209,15 @@ pub fn basic_block(b: &mut OnnxBuilder, scope: &str, x: &str, planes: usize, str
     let y = b.conv(&format!("{scope}.conv2"), &y, planes, 3, 1, 1, false);
     let y = b.batch_norm_scaled(&format!("{scope}.bn2"), &y, 0.1, 0.4);
     let shortcut = if stride != 1 || in_c != planes {
-        let s = b.conv(&format!("{scope}.downsample.0"), x, planes, 1, stride, 0, false);
+        let s = b.conv(
+            &format!("{scope}.downsample.0"),
+            x,
+            planes,
+            1,
+            stride,
+            0,
+            false,
+        );
         b.batch_norm(&format!("{scope}.downsample.1"), &s)
     } else {
         x.to_string()
@@ -198,7 +228,13 @@ pub fn basic_block(b: &mut OnnxBuilder, scope: &str, x: &str, planes: usize, str
 
 /// A ResNet bottleneck block (1×1 → 3×3 (strided) → 1×1 ×4, torchvision
 /// v1.5) with a 1×1 conv + BN shortcut when the shape changes.
-pub fn bottleneck(b: &mut OnnxBuilder, scope: &str, x: &str, planes: usize, stride: usize) -> String {
+pub fn bottleneck(
+    b: &mut OnnxBuilder,
+    scope: &str,
+    x: &str,
+    planes: usize,
+    stride: usize,
+) -> String {
     let in_c = b.shape(x)[1];
     let out_c = planes * 4;
     let y = b.conv(&format!("{scope}.conv1"), x, planes, 1, 1, 0, false);
@@ -210,7 +246,15 @@ pub fn bottleneck(b: &mut OnnxBuilder, scope: &str, x: &str, planes: usize, stri
     let y = b.conv(&format!("{scope}.conv3"), &y, out_c, 1, 1, 0, false);
     let y = b.batch_norm_scaled(&format!("{scope}.bn3"), &y, 0.1, 0.4);
     let shortcut = if stride != 1 || in_c != out_c {
-        let s = b.conv(&format!("{scope}.downsample.0"), x, out_c, 1, stride, 0, false);
+        let s = b.conv(
+            &format!("{scope}.downsample.0"),
+            x,
+            out_c,
+            1,
+            stride,
+            0,
+            false,
+        );
         b.batch_norm(&format!("{scope}.downsample.1"), &s)
     } else {
         x.to_string()
@@ -241,7 +285,10 @@ pub fn bottleneck_model(o: &ZooOptions) -> ZooModel {
 /// stages of n basic blocks with `width`, 2·`width`, 4·`width` channels
 /// (16 in the paper), 1×1 conv shortcuts, global average pool, linear.
 pub fn resnet_cifar(depth: usize, width: usize, o: &ZooOptions) -> ZooModel {
-    assert!(depth >= 8 && (depth - 2) % 6 == 0, "CIFAR ResNet depth must be 6n+2");
+    assert!(
+        depth >= 8 && (depth - 2) % 6 == 0,
+        "CIFAR ResNet depth must be 6n+2"
+    );
     let n = (depth - 2) / 6;
     let shape = [1, 3, 32, 32];
     let name = format!("resnet{depth}");
@@ -284,7 +331,13 @@ pub fn resnet_imagenet_config(depth: usize) -> Option<([usize; 4], bool)> {
 /// 7×7/2 stem, 3×3/2 max-pool with padding 1, four stages with base width
 /// `width` (64 in torchvision), global average pool, linear to `classes`;
 /// input 3×`size`×`size`.
-pub fn resnet_imagenet(depth: usize, width: usize, size: usize, classes: usize, o: &ZooOptions) -> ZooModel {
+pub fn resnet_imagenet(
+    depth: usize,
+    width: usize,
+    size: usize,
+    classes: usize,
+    o: &ZooOptions,
+) -> ZooModel {
     let (blocks, bottle) =
         resnet_imagenet_config(depth).unwrap_or_else(|| panic!("no ImageNet ResNet-{depth}"));
     let shape = [1, 3, size, size];
@@ -334,4 +387,13 @@ pub fn pad_pool_model(o: &ZooOptions) -> ZooModel {
     let x = b.flatten("flatten", &x);
     let x = b.linear("fc", &x, 10);
     finish(b, "pad_pool", x, o, &shape)
+}
+
+/// The options of the shipped demo model `examples/models/lenet5_demo.onnx`.
+pub fn demo_options() -> ZooOptions {
+    ZooOptions {
+        opset: 13,
+        seed: 2026,
+        ..ZooOptions::default()
+    }
 }
