@@ -115,7 +115,7 @@ pub(super) fn convert(
         )));
     }
     for node in &graph.node {
-        precheck(node, opset)?;
+        precheck(node)?;
     }
     let inputs = pinned_inputs(graph, input_shape)?;
 
@@ -383,7 +383,7 @@ impl<'a> Attrs<'a> {
 
 /// Shape-independent checks, run before tract sees the model: the op is
 /// supported, every attribute is known, attribute values are supported.
-fn precheck(node: &NodeProto, opset: i64) -> Result<(), FrontendError> {
+fn precheck(node: &NodeProto) -> Result<(), FrontendError> {
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return Err(node_err(
             node,
@@ -477,11 +477,6 @@ fn precheck(node: &NodeProto, opset: i64) -> Result<(), FrontendError> {
                 if mode != "constant" {
                     return unsupported_value("mode", format!("'{mode}'"), "'constant'");
                 }
-            }
-        }
-        "Dropout" => {
-            if opset < 7 && at.int("is_test", 0)? == 0 {
-                return unsupported_value("is_test", "0".into(), "1");
             }
         }
         _ => {}
