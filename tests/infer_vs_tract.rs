@@ -209,7 +209,6 @@ fn resnet_imagenet_bottleneck() {
 }
 
 #[test]
-#[ignore = "slow: ResNet-101/152 structures (run with --ignored)"]
 fn resnet_imagenet_deep() {
     check(
         &zoo::resnet_imagenet(
