@@ -1,9 +1,15 @@
 //! `precis`: compile pre-trained CNNs into CKKS circuits and run them.
 
-use clap::{Parser, Subcommand};
-
+mod cmd_accuracy;
 mod cmd_approx;
 mod cmd_bench;
+mod cmd_compile;
+mod cmd_infer;
+mod cmd_inspect;
+mod model;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "precis", version, about)]
@@ -14,6 +20,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show a model's layers, shapes, parameter count and ReLU / max-pool counts.
+    Inspect(cmd_inspect::Args),
+    /// Run a model in the clear with the reference executor.
+    Infer(cmd_infer::Args),
+    /// Top-1 accuracy on a labelled test set, exact and approximated per α.
+    Accuracy(cmd_accuracy::Args),
+    /// Compile a model; for now writes its tensor IR.
+    Compile(cmd_compile::Args),
     /// Optimal composite minimax approximation of ReLU or sign for a
     /// precision alpha: degrees, depth, multiplications, certified error.
     Approx(cmd_approx::ApproxArgs),
@@ -24,10 +38,22 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
+        Command::Inspect(args) => cmd_inspect::run(args),
+        Command::Infer(args) => cmd_infer::run(args),
+        Command::Accuracy(args) => cmd_accuracy::run(args),
+        Command::Compile(args) => cmd_compile::run(args),
         Command::Approx(args) => cmd_approx::run(&args),
         Command::Bench { what } => cmd_bench::run(what),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined with ": ".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The precis compiler: ONNX frontend, rewrite passes, minimax engine, lowering.
 
+pub mod frontend;
 pub mod minimax;
 pub mod passes;
 pub mod pipeline;

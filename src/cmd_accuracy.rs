@@ -1,0 +1,554 @@
+//! `precis accuracy`: top-1 accuracy on a labelled test set with the
+//! reference executor, exact and — with `--alpha` — approximated at each
+//! precision, with per-layer overflow counts (the analogue of the paper's
+//! accuracy-versus-α table).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use compiler::passes::{evaluate_with_ranges, AlphaPlan, Calibration};
+use compiler::pipeline::{self, MinimaxSource, DEFAULT_MARGIN};
+use ir::{Graph, Tensor};
+use runtime::data::{fashion_mnist, npz, Preprocess};
+use serde::Serialize;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model. Its preprocessing is read from MODEL.json beside it
+    /// (or --preprocess).
+    model: PathBuf,
+    /// Labelled evaluation data: `fashion-mnist` (the 10k test split), or an
+    /// .npz holding preprocessed inputs `x` and integer labels `y`.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Where Debian's dataset-fashion-mnist puts the IDX files.
+    #[arg(long, default_value = fashion_mnist::DEFAULT_DIR)]
+    data_dir: PathBuf,
+    /// Evaluate the first N samples only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also evaluate the approximated model at these precisions: `14`,
+    /// `7..14` (inclusive) or `7,10,14`.
+    #[arg(long)]
+    alpha: Option<String>,
+    /// Calibration data for the ranges B: `fashion-mnist` (the training
+    /// split), or an .npy/.npz of preprocessed inputs (`x` in an .npz).
+    #[arg(long, default_value = "fashion-mnist")]
+    calib: String,
+    /// Calibration samples used (from the start of the calibration data).
+    #[arg(long, default_value_t = 10_000)]
+    calib_limit: usize,
+    /// B = observed max |x| × margin.
+    #[arg(long, default_value_t = DEFAULT_MARGIN)]
+    margin: f64,
+    /// Model description with the normalisation (default: MODEL.json).
+    #[arg(long)]
+    preprocess: Option<PathBuf>,
+    /// Samples per executor batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write accuracy versus α as an SVG plot.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// Parses `14`, `7..14` or `7,10,14`.
+pub fn parse_alphas(s: &str) -> Result<Vec<u32>, String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("'{t}' is not a precision α (an integer)"))
+    };
+    let list: Vec<u32> = if let Some((a, b)) = s.split_once("..") {
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b {
+            return Err(format!("empty range {s}"));
+        }
+        (a..=b).collect()
+    } else {
+        s.split(',').map(num).collect::<Result<_, _>>()?
+    };
+    if let Some(bad) = list.iter().find(|&&a| !(4..=20).contains(&a)) {
+        return Err(format!("α = {bad} is outside 4..=20"));
+    }
+    Ok(list)
+}
+
+/// Labelled samples, preprocessed.
+struct Labelled {
+    x: Tensor,
+    y: Vec<u8>,
+}
+
+fn slice(t: &Tensor, range: std::ops::Range<usize>) -> Tensor {
+    let per: usize = t.shape[1..].iter().product();
+    let mut shape = t.shape.clone();
+    shape[0] = range.len();
+    Tensor {
+        shape,
+        data: t.data[range.start * per..range.end * per].to_vec(),
+    }
+}
+
+fn batches(t: &Tensor, batch: usize) -> impl Iterator<Item = Tensor> + '_ {
+    let n = t.shape[0];
+    (0..n.div_ceil(batch)).map(move |i| slice(t, i * batch..((i + 1) * batch).min(n)))
+}
+
+fn npz_arrays(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    npz::read(path).map_err(|e| anyhow!("{e}"))
+}
+
+fn load_fashion(
+    args: &Args,
+    pre: &Preprocess,
+    split: fashion_mnist::Split,
+    limit: usize,
+) -> Result<Labelled> {
+    let ds = fashion_mnist::load(&args.data_dir, split).map_err(|e| anyhow!("{e}"))?;
+    let n = ds.len().min(limit);
+    let x = pre
+        .apply(
+            &ds.images[..n * fashion_mnist::SIDE * fashion_mnist::SIDE],
+            n,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(Labelled {
+        x,
+        y: ds.labels[..n].to_vec(),
+    })
+}
+
+fn load_eval(args: &Args, pre: &Preprocess) -> Result<Labelled> {
+    let limit = args.limit.unwrap_or(usize::MAX);
+    if args.data == "fashion-mnist" {
+        return load_fashion(args, pre, fashion_mnist::Split::Test, limit);
+    }
+    let path = Path::new(&args.data);
+    let arrays = npz_arrays(path)?;
+    let get = |k: &str| {
+        arrays
+            .iter()
+            .find(|(n, _)| n == k || n == &format!("{k}.npy"))
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no array '{k}' (expected 'x' inputs and 'y' labels)",
+                    path.display()
+                )
+            })
+    };
+    let (x, y) = (get("x")?, get("y")?);
+    if x.shape.first() != Some(&y.len()) {
+        bail!(
+            "{}: {} inputs but {} labels",
+            path.display(),
+            x.shape.first().unwrap_or(&0),
+            y.len()
+        );
+    }
+    let y: Vec<u8> = y
+        .data
+        .iter()
+        .map(|&v| {
+            if v >= 0.0 && v < 256.0 && v.fract() == 0.0 {
+                Ok(v as u8)
+            } else {
+                Err(anyhow!(
+                    "{}: label {v} is not a class index",
+                    path.display()
+                ))
+            }
+        })
+        .collect::<Result<_>>()?;
+    let n = y.len().min(limit);
+    Ok(Labelled {
+        x: slice(&x, 0..n),
+        y: y[..n].to_vec(),
+    })
+}
+
+fn load_calib(args: &Args, pre: &Preprocess) -> Result<Tensor> {
+    if args.calib == "fashion-mnist" {
+        return Ok(load_fashion(args, pre, fashion_mnist::Split::Train, args.calib_limit)?.x);
+    }
+    let path = Path::new(&args.calib);
+    let x = if path.extension().is_some_and(|e| e == "npz") {
+        npz_arrays(path)?
+            .into_iter()
+            .find(|(n, _)| n == "x" || n == "x.npy")
+            .map(|(_, t)| t)
+            .ok_or_else(|| anyhow!("{}: no array 'x'", path.display()))?
+    } else {
+        runtime::data::npy::read(path).map_err(|e| anyhow!("{e}"))?
+    };
+    let n = x.shape.first().copied().unwrap_or(0).min(args.calib_limit);
+    Ok(slice(&x, 0..n))
+}
+
+/// A progress line on stderr when it is a terminal.
+struct Progress {
+    label: String,
+    total: usize,
+    done: usize,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(label: impl Into<String>, total: usize) -> Self {
+        Self {
+            label: label.into(),
+            total,
+            done: 0,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+    fn advance(&mut self, n: usize) {
+        self.done += n;
+        if self.tty {
+            let width = 30;
+            let filled = width * self.done / self.total.max(1);
+            eprint!(
+                "\r{:<28} [{}{}] {}/{}",
+                self.label,
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                self.done,
+                self.total
+            );
+            let _ = std::io::stderr().flush();
+            if self.done >= self.total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LayerOverflow {
+    layer: String,
+    bound: f64,
+    observed_max: f64,
+    overflows: u64,
+}
+
+#[derive(Serialize)]
+struct AlphaRow {
+    alpha: u32,
+    degrees: Vec<usize>,
+    relu_depth: u32,
+    accuracy: f64,
+    delta_pt: f64,
+    overflows: u64,
+    overflow_layers: Vec<LayerOverflow>,
+    images_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    samples: usize,
+    exact_accuracy: f64,
+    exact_images_per_s: f64,
+    calibration_samples: Option<usize>,
+    margin: Option<f64>,
+    calibration: Option<Calibration>,
+    approximated: Vec<AlphaRow>,
+}
+
+/// Runs `graph` on every batch; returns accuracy, images/s and the ranges.
+fn evaluate(
+    graph: &Graph,
+    data: &Labelled,
+    batch: usize,
+    label: &str,
+) -> Result<(f64, f64, Calibration)> {
+    let n = data.y.len();
+    let mut progress = Progress::new(label, n);
+    let mut correct = 0usize;
+    let mut offset = 0usize;
+    let start = Instant::now();
+    let mut failure = None;
+    let ranges = evaluate_with_ranges(graph, batches(&data.x, batch), None, |outputs| {
+        let logits = &outputs[0];
+        let b = logits.shape[0];
+        match runtime::data::top1(logits) {
+            Ok(pred) => {
+                correct += pred
+                    .iter()
+                    .zip(&data.y[offset..offset + b])
+                    .filter(|(p, y)| **p == **y as usize)
+                    .count()
+            }
+            Err(e) => failure = Some(e.to_string()),
+        }
+        offset += b;
+        progress.advance(b);
+    })
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(e) = failure {
+        bail!("{e}");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((correct as f64 / n as f64, n as f64 / secs, ranges))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let alphas = args
+        .alpha
+        .as_deref()
+        .map(parse_alphas)
+        .transpose()
+        .map_err(|e| anyhow!("--alpha: {e}"))?;
+    let pre_path = args
+        .preprocess
+        .clone()
+        .unwrap_or_else(|| args.model.with_extension("json"));
+    let pre = Preprocess::load(&pre_path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "{} needs its preprocessing description",
+                args.model.display()
+            )
+        })?;
+    let graph = crate::model::load_onnx(&args.model, Some(pre.input_shape.clone()))?;
+    if graph.inputs().len() != 1 || graph.outputs().len() != 1 {
+        bail!(
+            "{}: accuracy needs one input and one output, the model has {} and {}",
+            args.model.display(),
+            graph.inputs().len(),
+            graph.outputs().len()
+        );
+    }
+    let data = load_eval(&args, &pre)?;
+    if data.y.is_empty() {
+        bail!("no evaluation samples");
+    }
+    let (exact, exact_rate, _) = evaluate(&graph, &data, args.batch, "exact")?;
+    let mut report = Report {
+        model: args.model.display().to_string(),
+        samples: data.y.len(),
+        exact_accuracy: exact,
+        exact_images_per_s: exact_rate,
+        calibration_samples: None,
+        margin: None,
+        calibration: None,
+        approximated: Vec::new(),
+    };
+    if let Some(alphas) = alphas {
+        let calib = load_calib(&args, &pre)?;
+        report.calibration_samples = Some(calib.shape[0]);
+        report.margin = Some(args.margin);
+        let mut progress = Progress::new("calibrate", 1);
+        let prepared = pipeline::prepare(&graph, batches(&calib, args.batch), args.margin)?;
+        progress.advance(1);
+        let source = MinimaxSource::default();
+        for alpha in alphas {
+            let stages =
+                pipeline::approximate_prepared(&prepared, &AlphaPlan::uniform(alpha), &source)?;
+            let approx = stages.output();
+            let sign = source_sign(approx);
+            let (acc, rate, ranges) = evaluate(approx, &data, args.batch, &format!("α = {alpha}"))?;
+            let overflow_layers: Vec<LayerOverflow> = ranges
+                .layers
+                .iter()
+                .filter(|(_, l)| l.overflows > 0)
+                .map(|(name, l)| LayerOverflow {
+                    layer: name.clone(),
+                    bound: l.bound,
+                    observed_max: l.observed_max,
+                    overflows: l.overflows,
+                })
+                .collect();
+            report.approximated.push(AlphaRow {
+                alpha,
+                degrees: sign.as_ref().map(|s| s.degrees()).unwrap_or_default(),
+                relu_depth: sign.as_ref().map_or(0, |s| s.depth() + 1),
+                accuracy: acc,
+                delta_pt: 100.0 * (acc - exact),
+                overflows: ranges.total_overflows(),
+                overflow_layers,
+                images_per_s: rate,
+            });
+        }
+        report.calibration = Some(prepared.calibration);
+    }
+    if let Some(path) = &args.plot {
+        write_plot(path, &report)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// The composite sign of the first approximation in the graph.
+fn source_sign(g: &Graph) -> Option<ir::CompositeSign> {
+    g.topo_order()
+        .into_iter()
+        .find_map(|id| match &g.node(id).op {
+            ir::Op::ApproxRelu(a) => Some(a.sign.clone()),
+            ir::Op::ApproxMaxPool(a) => Some(a.sign.clone()),
+            _ => None,
+        })
+}
+
+fn print_table(r: &Report) {
+    println!("model     {}", r.model);
+    println!("samples   {}", r.samples);
+    println!(
+        "exact     {:.2} %  ({:.0} images/s)",
+        100.0 * r.exact_accuracy,
+        r.exact_images_per_s
+    );
+    if r.approximated.is_empty() {
+        return;
+    }
+    if let (Some(n), Some(m)) = (r.calibration_samples, r.margin) {
+        println!("calibration: {n} samples, margin {m}");
+    }
+    println!();
+    println!(
+        "{:>3}  {:<16} {:>10} {:>9} {:>8} {:>10} {:>9}",
+        "α", "degrees", "ReLU depth", "accuracy", "Δ (pt)", "overflows", "images/s"
+    );
+    for row in &r.approximated {
+        let degrees = format!(
+            "{{{}}}",
+            row.degrees
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        println!(
+            "{:>3}  {:<16} {:>10} {:>8.2}% {:>+8.2} {:>10} {:>9.0}",
+            row.alpha,
+            degrees,
+            row.relu_depth,
+            100.0 * row.accuracy,
+            row.delta_pt,
+            row.overflows,
+            row.images_per_s
+        );
+        for l in &row.overflow_layers {
+            println!(
+                "       overflow at %{}: {} values above B = {:.4} (max seen {:.4})",
+                l.layer, l.overflows, l.bound, l.observed_max
+            );
+        }
+    }
+}
+
+fn write_plot(path: &Path, r: &Report) -> Result<()> {
+    if r.approximated.is_empty() {
+        bail!("--plot needs --alpha");
+    }
+    let (w, h, pad) = (640.0, 400.0, 50.0);
+    let amin = r.approximated.iter().map(|a| a.alpha).min().unwrap_or(0) as f64;
+    let amax = r.approximated.iter().map(|a| a.alpha).max().unwrap_or(1) as f64;
+    let span = (amax - amin).max(1.0);
+    let lo = r
+        .approximated
+        .iter()
+        .map(|a| a.accuracy)
+        .fold(r.exact_accuracy, f64::min)
+        .min(r.exact_accuracy - 0.01);
+    let hi = r.exact_accuracy.max(
+        r.approximated
+            .iter()
+            .map(|a| a.accuracy)
+            .fold(0.0, f64::max),
+    ) + 0.005;
+    let x = |a: f64| pad + (a - amin) / span * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - (v - lo) / (hi - lo) * (h - 2.0 * pad);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\">{} — top-1 accuracy vs α ({} samples)</text>\n\
+         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n",
+        w / 2.0,
+        xml_escape(&r.model),
+        r.samples,
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad
+    );
+    svg += &format!(
+        "<line x1=\"{pad}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"gray\" stroke-dasharray=\"4\"/>\n\
+         <text x=\"{1}\" y=\"{2:.1}\" text-anchor=\"end\" fill=\"gray\">exact {3:.2} %</text>\n",
+        y(r.exact_accuracy),
+        w - pad,
+        y(r.exact_accuracy) - 4.0,
+        100.0 * r.exact_accuracy
+    );
+    let points: Vec<String> = r
+        .approximated
+        .iter()
+        .map(|a| format!("{:.1},{:.1}", x(a.alpha as f64), y(a.accuracy)))
+        .collect();
+    svg += &format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\"/>\n",
+        points.join(" ")
+    );
+    for a in &r.approximated {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"steelblue\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            x(a.alpha as f64),
+            y(a.accuracy),
+            x(a.alpha as f64),
+            h - pad + 16.0,
+            a.alpha
+        );
+    }
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * k as f64 / 4.0;
+        svg += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.1}</text>\n",
+            pad - 4.0,
+            y(v) + 4.0,
+            100.0 * v
+        );
+    }
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">α</text>\n</svg>\n",
+        w / 2.0,
+        h - 10.0
+    );
+    ir::file::write_atomic(path, svg.as_bytes()).map_err(|e| anyhow!("{e}"))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_alphas;
+
+    #[test]
+    fn alpha_lists() {
+        assert_eq!(parse_alphas("14").unwrap(), vec![14]);
+        assert_eq!(parse_alphas("7..9").unwrap(), vec![7, 8, 9]);
+        assert_eq!(parse_alphas("7,10,14").unwrap(), vec![7, 10, 14]);
+        assert!(parse_alphas("9..7").is_err());
+        assert!(parse_alphas("3").is_err());
+        assert!(parse_alphas("x").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! `precis infer`: cleartext inference with the reference executor.
+
+use anyhow::{anyhow, bail, Context, Result};
+use compiler::frontend::FrontendError;
+use ir::ShapeFmt;
+use runtime::data::npy;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Input samples (.npy, f32/f64/u8/i64), batched along the first axis.
+    #[arg(long)]
+    input: PathBuf,
+    /// Write the logits (the model's output, one row per sample) here (.npy).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// Index of the largest value (the first one on ties).
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let x = npy::read(&args.input).map_err(|e| anyhow!("{e}"))?;
+    if x.shape.len() < 2 || x.shape[0] == 0 {
+        bail!(
+            "{}: shape {} has no batch axis; expected [batch, ...] with batch ≥ 1",
+            args.input.display(),
+            ShapeFmt(&x.shape)
+        );
+    }
+    let mut shape = x.shape.clone();
+    shape[0] = 1;
+    let graph = match compiler::frontend::load(&args.model, Some(shape)) {
+        Ok(g) => g,
+        Err(FrontendError::InputShape { input, model, .. }) => bail!(
+            "{} holds samples of shape {} but input '{input}' of {} takes {model}",
+            args.input.display(),
+            ShapeFmt(&x.shape[1..]),
+            args.model.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("{}", args.model.display())),
+    };
+    if graph.inputs().len() != 1 || graph.outputs().len() != 1 {
+        bail!(
+            "{}: infer needs a model with one input and one output, it has {} and {}",
+            args.model.display(),
+            graph.inputs().len(),
+            graph.outputs().len()
+        );
+    }
+    let batch = x.shape[0];
+    let outputs = runtime::reference::run(&graph, std::slice::from_ref(&x))
+        .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let y = &outputs[0];
+    let per = y.len() / batch;
+    println!("sample  argmax");
+    for (i, row) in y.data.chunks(per).enumerate() {
+        println!("{i:>6}  {}", argmax(row));
+    }
+    if let Some(out) = &args.output {
+        npy::write(out, y).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The `precis` binary: inspect, compile, infer, and their errors.
+
+mod common;
+
+use common::*;
+use compiler::frontend::builder::{Attr, OnnxBuilder};
+use compiler::frontend::zoo::{self, ZooOptions};
+use runtime::data::npy;
+use std::path::PathBuf;
+
+fn write_lenet(dir: &std::path::Path) -> PathBuf {
+    let p = dir.join("lenet5.onnx");
+    std::fs::write(&p, zoo::lenet5(&ZooOptions::default()).bytes).unwrap();
+    p
+}
+
+#[test]
+fn inspect_table_and_json() {
+    let dir = tmp_dir("cli-inspect");
+    let m = write_lenet(&dir);
+    let out = precis(&["inspect", m.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("parameters     61706"), "{text}");
+    assert!(text.contains("ReLU nodes     4"), "{text}");
+    assert!(text.contains("max-pool nodes 2"), "{text}");
+    assert!(text.contains("%/conv1/Conv"), "{text}");
+    assert!(text.contains("1->6 5x5 /1x1 pad 2,2,2,2"), "{text}");
+
+    let out = precis(&["inspect", m.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"], 61706);
+    assert_eq!(v["relu"], 4);
+    assert_eq!(v["max_pool"], 2);
+    assert_eq!(v["inputs"][0]["shape"], serde_json::json!([1, 1, 28, 28]));
+    assert_eq!(v["layers"].as_array().unwrap().len(), 12);
+}
+
+#[test]
+fn compile_writes_a_checked_ir_file() {
+    let dir = tmp_dir("cli-compile");
+    let m = write_lenet(&dir);
+    let out_path = dir.join("lenet5.pir");
+    let out = precis(&[
+        "compile",
+        m.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let g = ir::file::load(&out_path).unwrap();
+    let direct = compiler::frontend::load(&m, None).unwrap();
+    assert_eq!(g.to_text(), direct.to_text());
+    // Damaged copies are refused with one clear message each.
+    let bytes = std::fs::read(&out_path).unwrap();
+    let cut = ir::file::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err();
+    assert!(cut.to_string().starts_with("truncated IR file"), "{cut}");
+    let mut flip = bytes.clone();
+    flip[100] ^= 1;
+    let bad = ir::file::from_bytes(&flip).unwrap_err();
+    assert!(bad.to_string().starts_with("corrupt IR file"), "{bad}");
+}
+
+#[test]
+fn unsupported_op_is_one_line_and_writes_nothing() {
+    let dir = tmp_dir("cli-unsupported");
+    let mut b = OnnxBuilder::new("bad", 13, 1);
+    let x = b.input("input", &[1, 3, 8, 8]);
+    let y = b.conv("conv", &x, 4, 3, 1, 1, true);
+    let y = b.node(
+        "act",
+        "LeakyRelu",
+        &[&y],
+        &[("alpha", Attr::Float(0.1))],
+        Some(vec![1, 4, 8, 8]),
+    );
+    b.output(&y);
+    let m = dir.join("bad.onnx");
+    std::fs::write(&m, b.to_bytes()).unwrap();
+    let out_path = dir.join("bad.pir");
+    let out = precis(&[
+        "compile",
+        m.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    let err = one_line_error(&out);
+    assert!(
+        err.ends_with("bad.onnx: node '/act/LeakyRelu' (LeakyRelu): unsupported op"),
+        "{err}"
+    );
+    assert!(!out_path.exists());
+    let leftovers = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(leftovers, 1, "only the model is in the directory");
+}
+
+#[test]
+fn unsupported_attribute_names_it() {
+    let dir = tmp_dir("cli-attr");
+    let mut b = OnnxBuilder::new("bad", 13, 1);
+    let x = b.input("input", &[1, 3, 7, 7]);
+    let y = b.node(
+        "pool",
+        "MaxPool",
+        &[&x],
+        &[
+            ("kernel_shape", Attr::Ints(vec![2, 2])),
+            ("strides", Attr::Ints(vec![2, 2])),
+            ("ceil_mode", Attr::Int(1)),
+        ],
+        None,
+    );
+    b.output(&y);
+    let m = dir.join("ceil.onnx");
+    std::fs::write(&m, b.to_bytes()).unwrap();
+    let err = one_line_error(&precis(&["inspect", m.to_str().unwrap()]));
+    assert!(
+        err.contains("node '/pool/MaxPool' (MaxPool): attribute ceil_mode=1 is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_and_truncated_models() {
+    let dir = tmp_dir("cli-malformed");
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"\x08\x07garbage that is not protobuf \xff\xff\xff").unwrap();
+    let x = dir.join("x.npy");
+    npy::write(&x, &random_tensor(vec![1, 1, 28, 28], 1)).unwrap();
+    let err = one_line_error(&precis(&[
+        "infer",
+        junk.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+    ]));
+    assert!(err.contains("junk.onnx: not a valid ONNX model"), "{err}");
+
+    let bytes = zoo::lenet5(&ZooOptions::default()).bytes;
+    let cut = dir.join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = one_line_error(&precis(&[
+        "infer",
+        cut.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+    ]));
+    assert!(err.contains("cut.onnx: not a valid ONNX model"), "{err}");
+
+    let missing = dir.join("missing.onnx");
+    let err = one_line_error(&precis(&["inspect", missing.to_str().unwrap()]));
+    assert!(
+        err.contains("cannot read") && err.contains("missing.onnx"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_input_shape_in_infer() {
+    let dir = tmp_dir("cli-shape");
+    let m = write_lenet(&dir);
+    let x = dir.join("x.npy");
+    npy::write(&x, &random_tensor(vec![2, 3, 28, 28], 1)).unwrap();
+    let y = dir.join("y.npy");
+    let out = precis(&[
+        "infer",
+        m.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("x.npy holds samples of shape f32[3,28,28] but input 'input' of")
+            && err.ends_with("takes [?,1,28,28]"),
+        "{err}"
+    );
+    assert!(!y.exists());
+    let flat = dir.join("flat.npy");
+    npy::write(&flat, &random_tensor(vec![784], 1)).unwrap();
+    let err = one_line_error(&precis(&[
+        "infer",
+        m.to_str().unwrap(),
+        "--input",
+        flat.to_str().unwrap(),
+    ]));
+    assert!(err.contains("no batch axis"), "{err}");
+}
+
+#[test]
+fn shipped_example_runs_and_is_reproducible() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("examples/models/lenet5_demo.onnx");
+    let input = root.join("examples/data/lenet5_demo.npy");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        zoo::lenet5(&zoo::demo_options()).bytes,
+        "examples/models/lenet5_demo.onnx differs from zoo::lenet5(demo_options()); regenerate with `cargo run --example gen_demo`"
+    );
+    let out = precis(&[
+        "infer",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let x = npy::read(&input).unwrap();
+    assert_eq!(stdout(&out).lines().count(), 1 + x.shape[0]);
+}
