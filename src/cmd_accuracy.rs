@@ -156,7 +156,7 @@ fn load_eval(args: &Args, pre: &Preprocess) -> Result<Labelled> {
         .data
         .iter()
         .map(|&v| {
-            if v >= 0.0 && v < 256.0 && v.fract() == 0.0 {
+            if (0.0..256.0).contains(&v) && v.fract() == 0.0 {
                 Ok(v as u8)
             } else {
                 Err(anyhow!(

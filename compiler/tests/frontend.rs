@@ -254,9 +254,12 @@ fn unsupported_op_names_node_and_op() {
     assert_eq!(err, "node '/act/Erf' (Erf): unsupported op");
 }
 
+/// An op, its attributes, and the error expected for them.
+type AttrCase<'a> = (&'a str, Vec<(&'a str, Attr)>, &'a str);
+
 #[test]
 fn unsupported_attributes_name_the_attribute() {
-    let cases: Vec<(&str, Vec<(&str, Attr)>, &str)> = vec![
+    let cases: Vec<AttrCase> = vec![
         (
             "MaxPool",
             vec![
