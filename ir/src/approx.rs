@@ -49,7 +49,37 @@ impl OddChebyshev {
         }
         u * b1 - b2 + self.coeffs.first().copied().unwrap_or(0.0)
     }
+
+    /// [`OddChebyshev::eval`] at every value of `xs`, in place: the same
+    /// operations in the same order for each element (so bit-identical
+    /// results), with the loops turned so the inner one runs over elements
+    /// and vectorises.
+    pub fn eval_in_place(&self, xs: &mut [f64]) {
+        let c0 = self.coeffs.first().copied().unwrap_or(0.0);
+        for chunk in xs.chunks_mut(EVAL_CHUNK) {
+            let n = chunk.len();
+            let mut u = [0.0f64; EVAL_CHUNK];
+            let mut b1 = [0.0f64; EVAL_CHUNK];
+            let mut b2 = [0.0f64; EVAL_CHUNK];
+            for (u, &x) in u[..n].iter_mut().zip(chunk.iter()) {
+                *u = x / self.half_width;
+            }
+            for &c in self.coeffs.iter().skip(1).rev() {
+                for i in 0..n {
+                    let b0 = 2.0 * u[i] * b1[i] - b2[i] + c;
+                    b2[i] = b1[i];
+                    b1[i] = b0;
+                }
+            }
+            for i in 0..n {
+                chunk[i] = u[i] * b1[i] - b2[i] + c0;
+            }
+        }
+    }
 }
+
+/// Elements per block of the vectorised evaluations.
+const EVAL_CHUNK: usize = 64;
 
 /// `⌈log2(n)⌉` for n ≥ 1.
 pub fn ceil_log2(n: usize) -> u32 {
@@ -69,6 +99,13 @@ pub struct CompositeSign {
 impl CompositeSign {
     pub fn eval(&self, x: f64) -> f64 {
         self.components.iter().fold(x, |v, p| p.eval(v))
+    }
+
+    /// [`CompositeSign::eval`] at every value of `xs`, in place (bit-identical).
+    pub fn eval_in_place(&self, xs: &mut [f64]) {
+        for p in &self.components {
+            p.eval_in_place(xs);
+        }
     }
 
     pub fn degrees(&self) -> Vec<usize> {
@@ -92,6 +129,23 @@ pub struct ApproxRelu {
 impl ApproxRelu {
     pub fn eval(&self, x: f64) -> f64 {
         x * (1.0 + self.sign.eval(x / self.bound)) * 0.5
+    }
+
+    /// [`ApproxRelu::eval`] at every value of `data`, in place, rounding
+    /// each result to f32 (bit-identical to the scalar path).
+    pub fn eval_f32_in_place(&self, data: &mut [f32]) {
+        let mut t = [0.0f64; EVAL_CHUNK];
+        for chunk in data.chunks_mut(EVAL_CHUNK) {
+            let n = chunk.len();
+            for (t, &x) in t[..n].iter_mut().zip(chunk.iter()) {
+                *t = x as f64 / self.bound;
+            }
+            self.sign.eval_in_place(&mut t[..n]);
+            for (x, &p) in chunk.iter_mut().zip(&t[..n]) {
+                let v = *x as f64;
+                *x = (v * (1.0 + p) * 0.5) as f32;
+            }
+        }
     }
 
     /// Depth: the sign's plus one product with `x`.
@@ -132,6 +186,50 @@ impl ApproxMaxPool {
             .collect();
         let m = tree_reduce(mapped, |a, b| self.max2(a, b));
         (m - 0.5) / self.input_scale
+    }
+
+    /// [`ApproxMaxPool::reduce_window`] for many windows at once:
+    /// `windows` holds `n` windows of `len` raw values each (row-major,
+    /// `None` for padding); the results go to `out[..n]`. Same operations
+    /// per window as the scalar path (bit-identical), vectorised across
+    /// windows, one tree level at a time.
+    pub fn reduce_windows(&self, windows: &[Option<f64>], len: usize, out: &mut [f64]) {
+        assert!(len > 0 && windows.len() % len == 0, "whole windows");
+        let n = windows.len() / len;
+        assert!(out.len() >= n, "output too short");
+        // regs[j][w]: register j of window w.
+        let mut regs: Vec<Vec<f64>> = (0..len)
+            .map(|j| {
+                (0..n)
+                    .map(|w| windows[w * len + j].map_or(0.0, |x| x * self.input_scale + 0.5))
+                    .collect()
+            })
+            .collect();
+        let mut d = vec![0.0f64; n];
+        while regs.len() > 1 {
+            let mut next = Vec::with_capacity(regs.len().div_ceil(2));
+            let mut it = regs.into_iter();
+            while let Some(a) = it.next() {
+                match it.next() {
+                    Some(b) => {
+                        for w in 0..n {
+                            d[w] = a[w] - b[w];
+                        }
+                        let mut s = d.clone();
+                        self.sign.eval_in_place(&mut s);
+                        let m: Vec<f64> = (0..n)
+                            .map(|w| ((a[w] + b[w]) + d[w] * s[w]) * 0.5)
+                            .collect();
+                        next.push(m);
+                    }
+                    None => next.push(a),
+                }
+            }
+            regs = next;
+        }
+        for (o, &m) in out.iter_mut().zip(&regs[0]) {
+            *o = (m - 0.5) / self.input_scale;
+        }
     }
 
     /// Depth: `⌈log2(window)⌉` levels of maxima, each the sign's depth plus one.
@@ -178,6 +276,56 @@ mod tests {
         }
         assert_eq!(p.degree(), 3);
         assert_eq!(p.depth(), 2);
+    }
+
+    fn sample_sign() -> CompositeSign {
+        CompositeSign {
+            alpha: 6,
+            epsilon: 0.1,
+            components: vec![
+                OddChebyshev {
+                    half_width: 1.0,
+                    coeffs: vec![0.0, 1.27, 0.0, -0.42, 0.0, 0.25, 0.0, -0.17],
+                },
+                OddChebyshev {
+                    half_width: 1.3,
+                    coeffs: vec![0.0, 1.1, 0.0, -0.3, 0.0, 0.1],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn vectorised_paths_are_bit_identical() {
+        let relu = ApproxRelu {
+            bound: 3.5,
+            sign: sample_sign(),
+        };
+        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.0071).collect();
+        let mut ys = xs.clone();
+        relu.eval_f32_in_place(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            assert_eq!(y.to_bits(), (relu.eval(*x as f64) as f32).to_bits());
+        }
+        let pool = ApproxMaxPool {
+            pool: Pool2d {
+                kernel: [3, 3],
+                stride: [2, 2],
+                pads: crate::Pads2d::default(),
+            },
+            bound: 2.0,
+            input_scale: 0.24,
+            sign: sample_sign(),
+        };
+        let windows: Vec<Option<f64>> = (0..9 * 37)
+            .map(|i| (i % 7 != 3).then(|| ((i * 37 % 101) as f64 - 50.0) / 26.0))
+            .collect();
+        let mut out = vec![0.0; 37];
+        pool.reduce_windows(&windows, 9, &mut out);
+        for (w, o) in out.iter().enumerate() {
+            let want = pool.reduce_window(windows[w * 9..(w + 1) * 9].iter().copied());
+            assert_eq!(o.to_bits(), want.to_bits());
+        }
     }
 
     #[test]

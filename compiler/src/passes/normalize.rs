@@ -200,11 +200,19 @@ pub fn normalize_ranges(graph: &mut Graph) -> NormalizeReport {
             let ok = absorb_input_affine(graph.op_mut(c), &ChannelAffine::uniform(1.0 / s, cin));
             debug_assert!(ok, "a uniform scale without shift is always absorbable");
         }
+        // B·s, exactly 1 for the bounds equal to B*.
+        let rescale = |b: f64| {
+            if ((b - b_star) / b_star).abs() <= TOLERANCE {
+                1.0
+            } else {
+                b * s
+            }
+        };
         for &(n, _) in &approx {
             match graph.op_mut(n) {
-                Op::ApproxRelu(a) => a.bound *= s,
+                Op::ApproxRelu(a) => a.bound = rescale(a.bound),
                 Op::ApproxMaxPool(a) => {
-                    a.bound *= s;
+                    a.bound = rescale(a.bound);
                     a.input_scale /= s;
                 }
                 _ => unreachable!(),

@@ -401,11 +401,8 @@ pub fn relu(data: &mut [f32]) {
 /// in place. Inputs outside `[−bound, bound]` are evaluated all the same:
 /// the result is what an encrypted run would compute.
 pub fn approx_relu(data: &mut [f32], a: &ApproxRelu) {
-    data.par_chunks_mut(PAR_MIN / 16).for_each(|chunk| {
-        for v in chunk {
-            *v = a.eval(*v as f64) as f32;
-        }
-    });
+    data.par_chunks_mut(PAR_MIN / 16)
+        .for_each(|chunk| a.eval_f32_in_place(chunk));
 }
 
 fn check_pool(p: &Pool2d) -> Result<(), String> {
@@ -506,18 +503,19 @@ pub fn avg_pool(x: &Tensor, p: &Pool2d, count_include_pad: bool) -> Result<Tenso
 }
 
 /// The polynomial max-pooling of the IR: each window, in row-major kernel
-/// order with padding as `None`, reduced by [`ApproxMaxPool::reduce_window`].
+/// order with padding as `None`, reduced as [`ApproxMaxPool::reduce_window`]
+/// does, all windows of a plane at once ([`ApproxMaxPool::reduce_windows`]).
 pub fn approx_max_pool(x: &Tensor, a: &ApproxMaxPool) -> Result<Tensor, String> {
     per_plane(x, &a.pool, |plane, out, g| {
-        let mut window = Vec::with_capacity(g.kh * g.kw);
+        let len = g.kh * g.kw;
+        let mut windows = Vec::with_capacity(g.oh * g.ow * len);
         for oy in 0..g.oh {
             for ox in 0..g.ow {
-                window.clear();
                 for ky in 0..g.kh {
                     let iy = (oy * g.stride[0] + ky).checked_sub(g.pads.top);
                     for kx in 0..g.kw {
                         let ix = (ox * g.stride[1] + kx).checked_sub(g.pads.left);
-                        window.push(match (iy, ix) {
+                        windows.push(match (iy, ix) {
                             (Some(iy), Some(ix)) if iy < g.h && ix < g.w => {
                                 Some(plane[iy * g.w + ix] as f64)
                             }
@@ -525,8 +523,12 @@ pub fn approx_max_pool(x: &Tensor, a: &ApproxMaxPool) -> Result<Tensor, String> 
                         });
                     }
                 }
-                out[oy * g.ow + ox] = a.reduce_window(window.iter().copied()) as f32;
             }
+        }
+        let mut result = vec![0.0f64; g.oh * g.ow];
+        a.reduce_windows(&windows, len, &mut result);
+        for (o, r) in out.iter_mut().zip(&result) {
+            *o = *r as f32;
         }
     })
 }
