@@ -222,8 +222,11 @@ pub fn evaluate_with_ranges(
 /// value, < 0.8 % above it). Zero (a layer that only saw zeros) becomes the
 /// smallest positive bound.
 pub fn round_bound(b: f64) -> f64 {
-    if !(b > 0.0) || !b.is_finite() {
-        return if b.is_finite() { f64::MIN_POSITIVE } else { b };
+    if b.is_infinite() {
+        return b;
+    }
+    if b.is_nan() || b <= 0.0 {
+        return f64::MIN_POSITIVE;
     }
     let exp = b.log2().floor() as i32;
     let q = 2f64.powi(exp - 7);
