@@ -38,16 +38,19 @@ impl OddChebyshev {
         ceil_log2(self.degree() + 1)
     }
 
-    /// Clenshaw evaluation in f64.
+    /// Evaluation in f64 by Clenshaw's recurrence in `T_2`: the odd
+    /// Chebyshev polynomials satisfy `T_{2j+3} = 2·T_2·T_{2j+1} − T_{2j−1}`,
+    /// so only the odd coefficients are visited (even ones must be zero).
     pub fn eval(&self, x: f64) -> f64 {
         let u = x / self.half_width;
+        let a = 2.0 * (2.0 * u * u - 1.0);
         let (mut b1, mut b2) = (0.0f64, 0.0f64);
-        for &c in self.coeffs.iter().skip(1).rev() {
-            let b0 = 2.0 * u * b1 - b2 + c;
+        for &c in self.coeffs.iter().skip(1).step_by(2).rev() {
+            let b0 = a * b1 - b2 + c;
             b2 = b1;
             b1 = b0;
         }
-        u * b1 - b2 + self.coeffs.first().copied().unwrap_or(0.0)
+        u * (b1 - b2)
     }
 
     /// [`OddChebyshev::eval`] at every value of `xs`, in place: the same
@@ -55,24 +58,25 @@ impl OddChebyshev {
     /// results), with the loops turned so the inner one runs over elements
     /// and vectorises.
     pub fn eval_in_place(&self, xs: &mut [f64]) {
-        let c0 = self.coeffs.first().copied().unwrap_or(0.0);
         for chunk in xs.chunks_mut(EVAL_CHUNK) {
             let n = chunk.len();
             let mut u = [0.0f64; EVAL_CHUNK];
+            let mut a = [0.0f64; EVAL_CHUNK];
             let mut b1 = [0.0f64; EVAL_CHUNK];
             let mut b2 = [0.0f64; EVAL_CHUNK];
-            for (u, &x) in u[..n].iter_mut().zip(chunk.iter()) {
-                *u = x / self.half_width;
+            for i in 0..n {
+                u[i] = chunk[i] / self.half_width;
+                a[i] = 2.0 * (2.0 * u[i] * u[i] - 1.0);
             }
-            for &c in self.coeffs.iter().skip(1).rev() {
+            for &c in self.coeffs.iter().skip(1).step_by(2).rev() {
                 for i in 0..n {
-                    let b0 = 2.0 * u[i] * b1[i] - b2[i] + c;
+                    let b0 = a[i] * b1[i] - b2[i] + c;
                     b2[i] = b1[i];
                     b1[i] = b0;
                 }
             }
             for i in 0..n {
-                chunk[i] = u[i] * b1[i] - b2[i] + c0;
+                chunk[i] = u[i] * (b1[i] - b2[i]);
             }
         }
     }

@@ -457,6 +457,11 @@ fn check_sign(bound: f64, sign: &crate::approx::CompositeSign) -> Result<(), Str
         if c.coeffs.iter().any(|v| !v.is_finite()) {
             return Err(format!("sign component {i} has a non-finite coefficient"));
         }
+        if c.coeffs.iter().step_by(2).any(|&v| v != 0.0) {
+            return Err(format!(
+                "sign component {i} is not odd (an even coefficient is nonzero)"
+            ));
+        }
     }
     Ok(())
 }
