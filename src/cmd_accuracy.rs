@@ -7,9 +7,11 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use compiler::passes::{evaluate_with_ranges, AlphaPlan, Calibration};
-use compiler::pipeline::{self, MinimaxSource, DEFAULT_MARGIN};
+use compiler::pipeline::{self, MinimaxSource};
+
+use crate::model::{batches, slice_batch, CalibArgs};
 use ir::{Graph, Tensor};
 use runtime::data::{fashion_mnist, npz, Preprocess};
 use serde::Serialize;
@@ -23,9 +25,6 @@ pub struct Args {
     /// .npz holding preprocessed inputs `x` and integer labels `y`.
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
-    /// Where Debian's dataset-fashion-mnist puts the IDX files.
-    #[arg(long, default_value = fashion_mnist::DEFAULT_DIR)]
-    data_dir: PathBuf,
     /// Evaluate the first N samples only.
     #[arg(long)]
     limit: Option<usize>,
@@ -33,19 +32,8 @@ pub struct Args {
     /// `7..14` (inclusive) or `7,10,14`.
     #[arg(long)]
     alpha: Option<String>,
-    /// Calibration data for the ranges B: `fashion-mnist` (the training
-    /// split), or an .npy/.npz of preprocessed inputs (`x` in an .npz).
-    #[arg(long, default_value = "fashion-mnist")]
-    calib: String,
-    /// Calibration samples used (from the start of the calibration data).
-    #[arg(long, default_value_t = 10_000)]
-    calib_limit: usize,
-    /// B = observed max |x| × margin.
-    #[arg(long, default_value_t = DEFAULT_MARGIN)]
-    margin: f64,
-    /// Model description with the normalisation (default: MODEL.json).
-    #[arg(long)]
-    preprocess: Option<PathBuf>,
+    #[command(flatten)]
+    calib: CalibArgs,
     /// Samples per executor batch.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -85,21 +73,6 @@ struct Labelled {
     y: Vec<u8>,
 }
 
-fn slice(t: &Tensor, range: std::ops::Range<usize>) -> Tensor {
-    let per: usize = t.shape[1..].iter().product();
-    let mut shape = t.shape.clone();
-    shape[0] = range.len();
-    Tensor {
-        shape,
-        data: t.data[range.start * per..range.end * per].to_vec(),
-    }
-}
-
-fn batches(t: &Tensor, batch: usize) -> impl Iterator<Item = Tensor> + '_ {
-    let n = t.shape[0];
-    (0..n.div_ceil(batch)).map(move |i| slice(t, i * batch..((i + 1) * batch).min(n)))
-}
-
 fn npz_arrays(path: &Path) -> Result<Vec<(String, Tensor)>> {
     npz::read(path).map_err(|e| anyhow!("{e}"))
 }
@@ -110,7 +83,7 @@ fn load_fashion(
     split: fashion_mnist::Split,
     limit: usize,
 ) -> Result<Labelled> {
-    let ds = fashion_mnist::load(&args.data_dir, split).map_err(|e| anyhow!("{e}"))?;
+    let ds = fashion_mnist::load(&args.calib.data_dir, split).map_err(|e| anyhow!("{e}"))?;
     let n = ds.len().min(limit);
     let x = pre
         .apply(
@@ -168,27 +141,9 @@ fn load_eval(args: &Args, pre: &Preprocess) -> Result<Labelled> {
         .collect::<Result<_>>()?;
     let n = y.len().min(limit);
     Ok(Labelled {
-        x: slice(&x, 0..n),
+        x: slice_batch(&x, 0..n),
         y: y[..n].to_vec(),
     })
-}
-
-fn load_calib(args: &Args, pre: &Preprocess) -> Result<Tensor> {
-    if args.calib == "fashion-mnist" {
-        return Ok(load_fashion(args, pre, fashion_mnist::Split::Train, args.calib_limit)?.x);
-    }
-    let path = Path::new(&args.calib);
-    let x = if path.extension().is_some_and(|e| e == "npz") {
-        npz_arrays(path)?
-            .into_iter()
-            .find(|(n, _)| n == "x" || n == "x.npy")
-            .map(|(_, t)| t)
-            .ok_or_else(|| anyhow!("{}: no array 'x'", path.display()))?
-    } else {
-        runtime::data::npy::read(path).map_err(|e| anyhow!("{e}"))?
-    };
-    let n = x.shape.first().copied().unwrap_or(0).min(args.calib_limit);
-    Ok(slice(&x, 0..n))
 }
 
 /// A progress line on stderr when it is a terminal.
@@ -308,18 +263,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(parse_alphas)
         .transpose()
         .map_err(|e| anyhow!("--alpha: {e}"))?;
-    let pre_path = args
-        .preprocess
-        .clone()
-        .unwrap_or_else(|| args.model.with_extension("json"));
-    let pre = Preprocess::load(&pre_path)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "{} needs its preprocessing description",
-                args.model.display()
-            )
-        })?;
+    let pre = args.calib.preprocess(&args.model)?;
     let graph = crate::model::load_onnx(&args.model, Some(pre.input_shape.clone()))?;
     if graph.inputs().len() != 1 || graph.outputs().len() != 1 {
         bail!(
@@ -345,11 +289,11 @@ pub fn run(args: Args) -> Result<()> {
         approximated: Vec::new(),
     };
     if let Some(alphas) = alphas {
-        let calib = load_calib(&args, &pre)?;
+        let calib = args.calib.inputs(&args.model)?;
         report.calibration_samples = Some(calib.shape[0]);
-        report.margin = Some(args.margin);
+        report.margin = Some(args.calib.margin);
         let mut progress = Progress::new("calibrate", 1);
-        let prepared = pipeline::prepare(&graph, batches(&calib, args.batch), args.margin)?;
+        let prepared = pipeline::prepare(&graph, batches(&calib, args.batch), args.calib.margin)?;
         progress.advance(1);
         let source = MinimaxSource::default();
         for alpha in alphas {

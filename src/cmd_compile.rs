@@ -1,7 +1,12 @@
-//! `precis compile`: ONNX → the serialized tensor IR (see `ir::file`).
+//! `precis compile`: ONNX → the serialized tensor IR (see `ir::file`), exact
+//! or — with `--alpha` — approximated and calibrated.
 
-use crate::model::{load_onnx, parse_shape};
-use anyhow::Result;
+use crate::model::{batches, load_onnx, parse_layer_alpha, parse_shape, CalibArgs};
+use anyhow::{anyhow, Result};
+use compiler::passes::AlphaPlan;
+use compiler::pipeline::{self, MinimaxSource};
+use ir::Op;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -14,10 +19,23 @@ pub struct Args {
     /// The input shape (batch 1), e.g. 1,3,32,32, when the model leaves it open.
     #[arg(long, value_parser = parse_shape)]
     input_shape: Option<Vec<usize>>,
+    /// Replace ReLU and max-pooling by composite minimax polynomials at
+    /// precision α (4..=20): error ≤ B·2^−α per layer.
+    #[arg(long)]
+    alpha: Option<u32>,
+    /// A per-layer precision NODE=ALPHA (repeatable), overriding --alpha.
+    #[arg(long = "alpha-layer", value_parser = parse_layer_alpha, requires = "alpha")]
+    alpha_layer: Vec<(String, u32)>,
+    #[command(flatten)]
+    calib: CalibArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let graph = load_onnx(&args.model, args.input_shape)?;
+    let graph = load_onnx(&args.model, args.input_shape.clone())?;
+    let graph = match args.alpha {
+        None => graph,
+        Some(alpha) => approximate(&args, &graph, alpha)?,
+    };
     let bytes = ir::file::to_bytes(&graph);
     ir::file::write_atomic(&args.output, &bytes)?;
     println!(
@@ -29,4 +47,63 @@ pub fn run(args: Args) -> Result<()> {
         ir::file::FORMAT_VERSION
     );
     Ok(())
+}
+
+fn approximate(args: &Args, graph: &ir::Graph, alpha: u32) -> Result<ir::Graph> {
+    if !(4..=20).contains(&alpha) {
+        return Err(anyhow!("--alpha {alpha} is outside 4..=20"));
+    }
+    let calib = args.calib.inputs(&args.model)?;
+    let prepared = pipeline::prepare(graph, batches(&calib, 100), args.calib.margin)?;
+    let plan = AlphaPlan {
+        default: alpha,
+        per_layer: args.alpha_layer.iter().cloned().collect::<BTreeMap<_, _>>(),
+    };
+    let stages = pipeline::approximate_prepared(&prepared, &plan, &MinimaxSource::default())?;
+    let report = &stages.report;
+    println!(
+        "calibrated on {} samples, margin {}; folded {} affine maps; approximated {} layers",
+        report.calibration.samples,
+        report.calibration.margin,
+        report.folded_affine,
+        report.approximated
+    );
+    println!(
+        "{:<40} {:<13} {:>3} {:>5} {:>11} {:>11} {:>8} {:>9}",
+        "layer", "op", "α", "depth", "B", "observed", "mean/B", "p99.9/B"
+    );
+    let out = stages.output();
+    for id in out.topo_order() {
+        let node = out.node(id);
+        let (sign, depth) = match &node.op {
+            Op::ApproxRelu(a) => (&a.sign, a.depth()),
+            Op::ApproxMaxPool(a) => (&a.sign, a.depth()),
+            _ => continue,
+        };
+        let Some(range) = report.calibration.layers.get(&node.name) else {
+            continue;
+        };
+        println!(
+            "{:<40} {:<13} {:>3} {:>5} {:>11.4e} {:>11.4e} {:>8.4} {:>9.4}",
+            node.name,
+            node.op.kind(),
+            sign.alpha,
+            depth,
+            range.bound,
+            range.observed_max,
+            range.mean_abs / range.bound,
+            range.p999_abs / range.bound
+        );
+    }
+    let n = &report.normalize;
+    println!(
+        "normalised: {} of {} approximations have bound 1 ({} of {} scale domains rescalable)",
+        n.normalised_after, n.approximations, n.rescalable, n.domains
+    );
+    let s = &report.simplify;
+    println!(
+        "egg: {} iterations, {} e-nodes, stop: {}, accepted: {}; ops before {:?}, after {:?}",
+        s.iterations, s.egraph_nodes, s.stop_reason, s.accepted, s.ops_before, s.ops_after
+    );
+    Ok(out.clone())
 }

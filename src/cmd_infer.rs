@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
+    /// The ONNX model, or a model compiled by `precis compile` (exact or
+    /// approximated with --alpha).
     model: PathBuf,
     /// Input samples (.npy, f32/f64/u8/i64), batched along the first axis.
     #[arg(long)]
@@ -16,6 +17,16 @@ pub struct Args {
     /// Write the logits (the model's output, one row per sample) here (.npy).
     #[arg(long)]
     output: Option<PathBuf>,
+}
+
+/// Whether `path` starts with the compiled-IR magic.
+fn is_compiled(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == ir::file::MAGIC
 }
 
 /// Index of the largest value (the first one on ties).
@@ -40,15 +51,30 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut shape = x.shape.clone();
     shape[0] = 1;
-    let graph = match compiler::frontend::load(&args.model, Some(shape)) {
-        Ok(g) => g,
-        Err(FrontendError::InputShape { input, model, .. }) => bail!(
-            "{} holds samples of shape {} but input '{input}' of {} takes {model}",
-            args.input.display(),
-            ShapeFmt(&x.shape[1..]),
-            args.model.display()
-        ),
-        Err(e) => return Err(e).with_context(|| format!("{}", args.model.display())),
+    let graph = if is_compiled(&args.model) {
+        let g = ir::file::load(&args.model)?;
+        let want = &g.node(g.inputs()[0]).shape;
+        if want[1..] != x.shape[1..] {
+            bail!(
+                "{} holds samples of shape {} but {} takes {}",
+                args.input.display(),
+                ShapeFmt(&x.shape[1..]),
+                args.model.display(),
+                ShapeFmt(want)
+            );
+        }
+        g
+    } else {
+        match compiler::frontend::load(&args.model, Some(shape)) {
+            Ok(g) => g,
+            Err(FrontendError::InputShape { input, model, .. }) => bail!(
+                "{} holds samples of shape {} but input '{input}' of {} takes {model}",
+                args.input.display(),
+                ShapeFmt(&x.shape[1..]),
+                args.model.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("{}", args.model.display())),
+        }
     };
     if graph.inputs().len() != 1 || graph.outputs().len() != 1 {
         bail!(

@@ -208,3 +208,65 @@ fn shipped_example_runs_and_is_reproducible() {
     let x = npy::read(&input).unwrap();
     assert_eq!(stdout(&out).lines().count(), 1 + x.shape[0]);
 }
+
+/// `compile --alpha` writes the approximated, calibrated IR; `infer` runs it
+/// and agrees with the exact model on the shipped trained LeNet-5 samples.
+#[test]
+fn compile_approximated_then_infer() {
+    let dir = tmp_dir("cli-approx");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("examples/models/lenet5.onnx");
+    let samples = root.join("examples/data/fmnist_test_16.npy");
+    let out_file = dir.join("lenet5.a12.pir");
+    std::env::set_var("PRECIS_CACHE", dir.join("cache"));
+    let out = precis(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+        "--alpha",
+        "12",
+        "--calib",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("approximated 6 layers"), "{text}");
+    assert!(text.contains("ApproxMaxPool"), "{text}");
+    let g = ir::file::load(&out_file).unwrap();
+    assert_eq!(g.op_counts().get("ApproxRelu"), Some(&4));
+    assert_eq!(g.op_counts().get("Relu"), None);
+
+    let approx = precis(&[
+        "infer",
+        out_file.to_str().unwrap(),
+        "--input",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(approx.status.success(), "{}", stderr(&approx));
+    let exact = precis(&[
+        "infer",
+        model.to_str().unwrap(),
+        "--input",
+        samples.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&approx), stdout(&exact));
+
+    // A calibration file of the wrong shape is one clear error, no output.
+    let bad = dir.join("bad.npy");
+    npy::write(&bad, &ir::Tensor::zeros(vec![2, 3])).unwrap();
+    let none = dir.join("none.pir");
+    let out = precis(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        none.to_str().unwrap(),
+        "--alpha",
+        "12",
+        "--calib",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(!none.exists());
+}
