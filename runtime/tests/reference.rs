@@ -1141,63 +1141,6 @@ fn whole_graphs_match_the_naive_interpreter() {
     }
 }
 
-// ---------------------------------------------------------------- ranges
-
-#[test]
-fn ranges_report_max_input_and_overflows() {
-    let mut g = Graph::new("ranges");
-    let x = g.add_input("x", vec![1, 1, 2, 2]).unwrap();
-    let r = g.add("relu", Op::Relu, &[x]).unwrap();
-    let k = g.add("k", Op::Constant(Tensor::scalar(-3.0)), &[]).unwrap();
-    let m = g.add("scaled", Op::Mul, &[x, k]).unwrap();
-    let a = g
-        .add(
-            "arelu",
-            Op::ApproxRelu(ApproxRelu {
-                bound: 4.0,
-                sign: cubic_sign(2),
-            }),
-            &[m],
-        )
-        .unwrap();
-    let mp = g
-        .add(
-            "pool",
-            Op::MaxPool(Pool2d {
-                kernel: [2, 2],
-                stride: [2, 2],
-                pads: Pads2d::default(),
-            }),
-            &[r],
-        )
-        .unwrap();
-    g.set_outputs(vec![a, mp]);
-    let xv = Tensor::new(
-        vec![2, 1, 2, 2],
-        vec![0.5, -1.0, 1.2, 0.1, 2.0, 0.0, -0.3, 1.0],
-    )
-    .unwrap();
-    let (out, ranges) = runtime::reference::run_with_ranges(&g, std::slice::from_ref(&xv)).unwrap();
-    assert_eq!(out, run(&g, &[xv]).unwrap());
-    let names: Vec<&str> = ranges.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["relu", "arelu", "pool"]);
-    // relu reads x: max |x| = 2.
-    assert_eq!(
-        (ranges[0].max_abs, ranges[0].count, ranges[0].bound),
-        (2.0, 8, None)
-    );
-    // arelu reads −3x: only |−6| exceeds the bound 4.
-    let ar = &ranges[1];
-    assert!((ar.max_abs - 6.0).abs() < 1e-6, "{ar:?}");
-    assert_eq!((ar.bound, ar.overflows), (Some(4.0), 1));
-    // pool reads relu(x): max 2.
-    assert_eq!(ranges[2].max_abs, 2.0);
-
-    let mut merged = ranges[1].clone();
-    merged.merge(&ranges[1]);
-    assert_eq!((merged.count, merged.overflows), (16, 2));
-}
-
 #[test]
 fn inputs_with_a_leading_axis_above_one_take_multiples_of_it() {
     let mut g = Graph::new("rows");

@@ -14,8 +14,8 @@
 //! The polynomial ops (`ApproxRelu`, `ApproxMaxPool`) are evaluated in f64
 //! with the IR's own definitions (`ir::ApproxRelu::eval`,
 //! `ir::ApproxMaxPool::reduce_window`), inputs outside their bound included;
-//! [`run_with_ranges`] reports such inputs and the input range of every
-//! ReLU and max-pool (for calibration).
+//! [`run_traced`] exposes every node's value, from which
+//! `compiler::passes::calibrate` collects ranges and overflows.
 //!
 //! # Batching
 //!
@@ -34,10 +34,7 @@
 //! unary elementwise op (ReLU, batch norm, reshapes) is updated in place.
 
 mod kernels;
-mod ranges;
 pub mod synthetic;
-
-pub use ranges::{run_with_ranges, InputRange};
 
 use ir::{Graph, NodeId, Op, Shape, ShapeFmt, Tensor};
 
