@@ -141,19 +141,28 @@ pub fn load(path: &Path) -> Result<Graph, FileError> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    let io = |err| FileError::Io {
+    write_atomic_io(path, bytes).map_err(|err| FileError::Io {
         path: path.to_path_buf(),
         err,
-    };
+    })
+}
+
+/// The one atomic file write of the project: the bytes go to a temporary
+/// sibling of `path` (unique per process and call), are synced, and the
+/// temporary is renamed over `path`; it is removed on failure, so a reader
+/// never sees a half-written file.
+pub fn write_atomic_io(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file path"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("not a file path")))?;
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{serial}",
         file_name.to_string_lossy(),
         std::process::id()
     ));
@@ -163,11 +172,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
     }
-    Ok(())
+    result
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 use ir::Pads2d;
 use prost::Message;
+use runtime::reference::synthetic::SplitMix64;
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::{
     self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
@@ -40,21 +41,17 @@ pub enum Attr {
     Str(String),
 }
 
-/// A deterministic SplitMix64 stream.
+/// A deterministic f32 stream over [`SplitMix64`].
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[lo, hi)`.

@@ -183,27 +183,9 @@ impl Cache {
     }
 
     fn write(path: &Path, text: &str) -> std::io::Result<()> {
-        use std::io::Write;
         let dir = path.parent().expect("cache file has a directory");
         std::fs::create_dir_all(dir)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let tmp = dir.join(format!(
-            ".{}.tmp.{}.{nanos}",
-            path.file_name().expect("file name").to_string_lossy(),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        ir::file::write_atomic_io(path, text.as_bytes())
     }
 
     /// The result for `req`, from disk when a valid entry exists, otherwise

@@ -1,31 +1,13 @@
 //! Test support for the passes: deterministic random weights and a runner.
 
+use runtime::reference::synthetic::SplitMix64;
+
 use ir::{CompositeSign, Conv2d, Graph, OddChebyshev, Op, Pads2d, Tensor};
 
-/// splitmix64: a tiny deterministic generator for test weights.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
-    }
-
-    pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 pub fn rng_tensor(shape: Vec<usize>, seed: u64, lo: f64, hi: f64) -> Tensor {
-    let mut r = Rng::new(seed);
+    let mut r = SplitMix64::new(seed);
     let n = ir::numel(&shape);
-    let data = (0..n)
-        .map(|_| (lo + (hi - lo) * r.next_f64()) as f32)
-        .collect();
+    let data = (0..n).map(|_| r.uniform(lo, hi) as f32).collect();
     Tensor::new(shape, data).unwrap()
 }
 

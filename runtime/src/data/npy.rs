@@ -8,7 +8,6 @@
 
 use super::DataError;
 use ir::Tensor;
-use std::io::Write;
 use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -144,30 +143,9 @@ pub fn encode(t: &Tensor) -> Vec<u8> {
     out
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it
-/// over `path`; the temporary is removed on failure.
+/// Writes `bytes` atomically (see [`ir::file::write_atomic_io`]).
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| DataError::Invalid(format!("{}: not a file path", path.display())))?;
-    // Unique per process and call, so concurrent writers never share it.
-    static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}-{serial}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
+    ir::file::write_atomic_io(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
 /// The parsed header dictionary.
