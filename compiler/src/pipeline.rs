@@ -21,8 +21,10 @@ use crate::passes::{
     SimplifyReport,
 };
 
-/// The default calibration margin: `B = 1.1 × observed max` (see README:
-/// measured overflow counts on the Fashion-MNIST test set).
+/// The default calibration margin: `B = 1.1 × observed max`. Measured
+/// (examples/models/README.md): with 10,000 calibration images no test input
+/// of the three example models left its bound at 1.1, while 1.0 gave
+/// hundreds of overflows; the margin costs only log2(1.1) ≈ 0.14 bit.
 pub const DEFAULT_MARGIN: f64 = 1.1;
 
 /// The degree cap of the minimax search (the published sets use ≤ 29).
