@@ -8,6 +8,24 @@ use runtime::ckks::bench;
 pub enum BenchWhat {
     /// Leveled CKKS primitives at N = 2^16 with 25 limbs (60-bit first prime, 50-bit others).
     Ckks(CkksBench),
+    /// The reference executor against tract's own execution of the same
+    /// ONNX model, same inputs, same run.
+    Reference(ReferenceBench),
+}
+
+#[derive(Args)]
+pub struct ReferenceBench {
+    /// The ONNX model.
+    model: std::path::PathBuf,
+    /// Samples per run.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Runs per engine (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -38,7 +56,103 @@ pub struct CkksBench {
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
         BenchWhat::Ckks(args) => ckks(args),
+        BenchWhat::Reference(args) => reference(args),
     }
+}
+
+/// Best wall time of `reps` runs of `f`, in seconds.
+fn best_of(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) {
+        let t = std::time::Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn reference(args: ReferenceBench) -> Result<()> {
+    use anyhow::{anyhow, bail, Context};
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let bytes = std::fs::read(&args.model).with_context(|| format!("{}", args.model.display()))?;
+    let graph = crate::model::load_onnx(&args.model, None)?;
+    if graph.inputs().len() != 1 {
+        bail!(
+            "{}: bench reference needs a single-input model",
+            args.model.display()
+        );
+    }
+    let mut shape = graph.node(graph.inputs()[0]).shape.clone();
+    shape[0] = args.batch;
+    let input = runtime::reference::synthetic::SplitMix64::new(7).tensor(shape.clone(), 1.0);
+    let inputs = std::slice::from_ref(&input);
+    let plan = compiler::frontend::oracle::Plan::new(&bytes, &[shape])
+        .map_err(|e| anyhow!("{}: tract: {e}", args.model.display()))?;
+    let ours = runtime::reference::run(&graph, inputs).map_err(|e| anyhow!("{e}"))?;
+    let theirs = plan.run(inputs).map_err(|e| anyhow!("{e}"))?;
+    let scale = theirs[0]
+        .data
+        .iter()
+        .fold(1e-30f64, |m, v| m.max(v.abs() as f64));
+    let diff = ours[0]
+        .data
+        .iter()
+        .zip(&theirs[0].data)
+        .fold(0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+    let threads = rayon::current_num_threads();
+    let t_ours = best_of(args.reps, || {
+        runtime::reference::run(&graph, inputs).map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    })?;
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let t_ours1 = one.install(|| {
+        best_of(args.reps, || {
+            runtime::reference::run(&graph, inputs).map_err(|e| anyhow!("{e}"))?;
+            Ok(())
+        })
+    })?;
+    let t_tract = best_of(args.reps, || {
+        plan.run(inputs).map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    })?;
+    let rate = |t: f64| args.batch as f64 / t;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": args.model.display().to_string(),
+                "batch": args.batch,
+                "reference_images_per_s": rate(t_ours),
+                "reference_threads": threads,
+                "reference_1_thread_images_per_s": rate(t_ours1),
+                "tract_images_per_s": rate(t_tract),
+                "max_relative_difference": diff / scale,
+            })
+        );
+    } else {
+        println!(
+            "model  {}  (batch {}, best of {})",
+            args.model.display(),
+            args.batch,
+            args.reps
+        );
+        println!(
+            "precis reference, {threads} threads  {:>9.1} images/s",
+            rate(t_ours)
+        );
+        println!(
+            "precis reference, 1 thread   {:>9.1} images/s",
+            rate(t_ours1)
+        );
+        println!(
+            "tract (optimised plan)       {:>9.1} images/s",
+            rate(t_tract)
+        );
+        println!("max |difference| / max |output|: {:.2e}", diff / scale);
+    }
+    Ok(())
 }
 
 fn ckks(args: CkksBench) -> Result<()> {
