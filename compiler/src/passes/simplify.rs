@@ -613,22 +613,6 @@ pub fn simplify(graph: &Graph) -> (Graph, SimplifyReport) {
             && scalar_products(c) <= scalar_products(graph)
             && c.node_count() <= graph.node_count()
     });
-    if std::env::var_os("PRECIS_DEBUG_SIMPLIFY").is_some() {
-        match &candidate {
-            Some(c) => eprintln!(
-                "candidate (valid: {:?}, layers {} vs {}, scalars {} vs {}, nodes {} vs {}):\n{}",
-                c.validate().err(),
-                layers(c),
-                layers(graph),
-                scalar_products(c),
-                scalar_products(graph),
-                c.node_count(),
-                graph.node_count(),
-                c.to_text()
-            ),
-            None => eprintln!("candidate: malformed"),
-        }
-    }
     let out = match candidate {
         Some(c) if better => {
             report.accepted = true;
