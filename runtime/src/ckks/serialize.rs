@@ -223,10 +223,18 @@ pub fn save_parameters<W: Write>(params: &Parameters, w: &mut W) -> Result<(), C
 }
 
 /// Loads parameters; the primes are regenerated from the literal and must
-/// match the recorded ones. The insecure flag is honoured as recorded.
-pub fn load_parameters<R: Read>(r: &mut R) -> Result<Parameters, CkksError> {
+/// match the recorded ones. A file that records the explicit insecure flag
+/// is refused unless the caller opts in with `allow_insecure`: a file alone
+/// can never downgrade security.
+pub fn load_parameters<R: Read>(r: &mut R, allow_insecure: bool) -> Result<Parameters, CkksError> {
     let payload = read_container(r, FileKind::Parameters)?;
     let f: ParamsFile = decode(&payload)?;
+    if f.literal.insecure && !allow_insecure {
+        return Err(CkksError::Insecure(
+            "the parameters file records the explicit insecure flag; loading it needs allow_insecure"
+                .into(),
+        ));
+    }
     let params = Parameters::new(f.literal)?;
     if params.q() != f.q.as_slice() || params.p() != f.p.as_slice() {
         return Err(bad("recorded primes differ from the regenerated ones"));

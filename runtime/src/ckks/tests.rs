@@ -298,7 +298,12 @@ fn ckks_serialization_round_trips() {
 
     let mut buf = Vec::new();
     save_parameters(&c.params, &mut buf).unwrap();
-    let params = load_parameters(&mut buf.as_slice()).unwrap();
+    // These test parameters are insecure: loading them needs the opt-in.
+    assert!(matches!(
+        load_parameters(&mut buf.as_slice(), false),
+        Err(CkksError::Insecure(_))
+    ));
+    let params = load_parameters(&mut buf.as_slice(), true).unwrap();
     assert_eq!(params, c.params);
 
     let mut buf = Vec::new();
