@@ -50,28 +50,51 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn approximate(args: &Args, graph: &ir::Graph, alpha: u32) -> Result<ir::Graph> {
+    let mut out = std::io::stdout();
+    approximate_model(
+        &args.model,
+        &args.calib,
+        &args.alpha_layer,
+        graph,
+        alpha,
+        &mut out,
+    )
+}
+
+/// Runs the approximation pipeline on `graph` (the ONNX `model`'s IR) at
+/// precision `alpha` with per-layer overrides, printing the per-layer report.
+pub fn approximate_model(
+    model: &std::path::Path,
+    calib: &CalibArgs,
+    alpha_layer: &[(String, u32)],
+    graph: &ir::Graph,
+    alpha: u32,
+    report_to: &mut dyn std::io::Write,
+) -> Result<ir::Graph> {
     if !(4..=20).contains(&alpha) {
         return Err(anyhow!("--alpha {alpha} is outside 4..=20"));
     }
-    let calib = args.calib.inputs(&args.model)?;
-    let prepared = pipeline::prepare(graph, batches(&calib, 100), args.calib.margin)?;
+    let inputs = calib.inputs(model)?;
+    let prepared = pipeline::prepare(graph, batches(&inputs, 100), calib.margin)?;
     let plan = AlphaPlan {
         default: alpha,
-        per_layer: args.alpha_layer.iter().cloned().collect::<BTreeMap<_, _>>(),
+        per_layer: alpha_layer.iter().cloned().collect::<BTreeMap<_, _>>(),
     };
     let stages = pipeline::approximate_prepared(&prepared, &plan, &MinimaxSource::default())?;
     let report = &stages.report;
-    println!(
+    writeln!(
+        report_to,
         "calibrated on {} samples, margin {}; folded {} affine maps; approximated {} layers",
         report.calibration.samples,
         report.calibration.margin,
         report.folded_affine,
         report.approximated
-    );
-    println!(
+    )?;
+    writeln!(
+        report_to,
         "{:<40} {:<13} {:>3} {:>5} {:>11} {:>11} {:>8} {:>9}",
         "layer", "op", "α", "depth", "B", "observed", "mean/B", "p99.9/B"
-    );
+    )?;
     let out = stages.output();
     for id in out.topo_order() {
         let node = out.node(id);
@@ -83,7 +106,8 @@ fn approximate(args: &Args, graph: &ir::Graph, alpha: u32) -> Result<ir::Graph> 
         let Some(range) = report.calibration.layers.get(&node.name) else {
             continue;
         };
-        println!(
+        writeln!(
+            report_to,
             "{:<40} {:<13} {:>3} {:>5} {:>11.4e} {:>11.4e} {:>8.4} {:>9.4}",
             node.name,
             node.op.kind(),
@@ -93,17 +117,19 @@ fn approximate(args: &Args, graph: &ir::Graph, alpha: u32) -> Result<ir::Graph> 
             range.observed_max,
             range.mean_abs / range.bound,
             range.p999_abs / range.bound
-        );
+        )?;
     }
     let n = &report.normalize;
-    println!(
+    writeln!(
+        report_to,
         "normalised: {} of {} approximations have bound 1 ({} of {} scale domains rescalable)",
         n.normalised_after, n.approximations, n.rescalable, n.domains
-    );
+    )?;
     let s = &report.simplify;
-    println!(
+    writeln!(
+        report_to,
         "egg: {} iterations, {} e-nodes, stop: {}, accepted: {}; ops before {:?}, after {:?}",
         s.iterations, s.egraph_nodes, s.stop_reason, s.accepted, s.ops_before, s.ops_after
-    );
+    )?;
     Ok(out.clone())
 }

@@ -17,6 +17,14 @@ pub struct Args {
     /// Write the logits (the model's output, one row per sample) here (.npy).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Run the ONNX model approximated at precision α (see `compile --alpha`).
+    #[arg(long)]
+    alpha: Option<u32>,
+    /// A per-layer precision NODE=ALPHA (repeatable), overriding --alpha.
+    #[arg(long = "alpha-layer", value_parser = crate::model::parse_layer_alpha, requires = "alpha")]
+    alpha_layer: Vec<(String, u32)>,
+    #[command(flatten)]
+    calib: crate::model::CalibArgs,
 }
 
 /// Whether `path` starts with the compiled-IR magic.
@@ -75,6 +83,21 @@ pub fn run(args: Args) -> Result<()> {
             ),
             Err(e) => return Err(e).with_context(|| format!("{}", args.model.display())),
         }
+    };
+    let graph = match args.alpha {
+        Some(_) if is_compiled(&args.model) => bail!(
+            "{} is already compiled; --alpha applies to ONNX models",
+            args.model.display()
+        ),
+        Some(alpha) => crate::cmd_compile::approximate_model(
+            &args.model,
+            &args.calib,
+            &args.alpha_layer,
+            &graph,
+            alpha,
+            &mut std::io::stderr(),
+        )?,
+        None => graph,
     };
     if graph.inputs().len() != 1 || graph.outputs().len() != 1 {
         bail!(
