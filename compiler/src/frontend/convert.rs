@@ -777,17 +777,7 @@ impl Walker<'_> {
             }
             "Gemm" => self.gemm(node, &at),
             "MatMul" => {
-                let x = self.data(node, 0)?;
-                let xs = self.shape_of(x);
-                if xs.len() != 2 {
-                    return Err(node_err(
-                        node,
-                        format!(
-                            "only 2-D activations [N, features] are supported, got {}",
-                            ShapeFmt(&xs)
-                        ),
-                    ));
-                }
+                let x = self.data_2d(node)?;
                 let b = self.konst_f32(node, 1, "weight")?;
                 let weight = transpose2(node, &b)?;
                 self.emit(node, Op::Linear(Linear { weight, bias: None }), &[x])?;
@@ -1050,7 +1040,8 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn gemm(&mut self, node: &NodeProto, at: &Attrs) -> Result<(), FrontendError> {
+    /// The data operand of a linear layer, which must be `[N, features]`.
+    fn data_2d(&mut self, node: &NodeProto) -> Result<NodeId, FrontendError> {
         let x = self.data(node, 0)?;
         let xs = self.shape_of(x);
         if xs.len() != 2 {
@@ -1062,6 +1053,11 @@ impl Walker<'_> {
                 ),
             ));
         }
+        Ok(x)
+    }
+
+    fn gemm(&mut self, node: &NodeProto, at: &Attrs) -> Result<(), FrontendError> {
+        let x = self.data_2d(node)?;
         let b = self.konst_f32(node, 1, "weight")?;
         let weight = if at.int("transB", 0)? != 0 {
             if b.shape.len() != 2 {
