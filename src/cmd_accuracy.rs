@@ -7,13 +7,13 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use compiler::passes::{evaluate_with_ranges, AlphaPlan, Calibration};
 use compiler::pipeline::{self, MinimaxSource};
 
-use crate::model::{batches, slice_batch, CalibArgs};
+use crate::model::{batches, npz_array, read_npz, slice_batch, CalibArgs};
 use ir::{Graph, Tensor};
-use runtime::data::{fashion_mnist, npz, Preprocess};
+use runtime::data::{fashion_mnist, Preprocess};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -73,10 +73,6 @@ struct Labelled {
     y: Vec<u8>,
 }
 
-fn npz_arrays(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    npz::read(path).map_err(|e| anyhow!("{e}"))
-}
-
 fn load_fashion(
     args: &Args,
     pre: &Preprocess,
@@ -103,19 +99,8 @@ fn load_eval(args: &Args, pre: &Preprocess) -> Result<Labelled> {
         return load_fashion(args, pre, fashion_mnist::Split::Test, limit);
     }
     let path = Path::new(&args.data);
-    let arrays = npz_arrays(path)?;
-    let get = |k: &str| {
-        arrays
-            .iter()
-            .find(|(n, _)| n == k || n == &format!("{k}.npy"))
-            .map(|(_, t)| t.clone())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: no array '{k}' (expected 'x' inputs and 'y' labels)",
-                    path.display()
-                )
-            })
-    };
+    let arrays = read_npz(path)?;
+    let get = |k: &str| npz_array(&arrays, path, k).context("expected 'x' inputs and 'y' labels");
     let (x, y) = (get("x")?, get("y")?);
     if x.shape.first() != Some(&y.len()) {
         bail!(

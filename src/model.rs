@@ -71,12 +71,7 @@ impl CalibArgs {
         }
         let path = Path::new(&self.calib);
         let x = if path.extension().is_some_and(|e| e == "npz") {
-            runtime::data::npz::read(path)
-                .map_err(|e| anyhow!("{e}"))?
-                .into_iter()
-                .find(|(n, _)| n == "x" || n == "x.npy")
-                .map(|(_, t)| t)
-                .ok_or_else(|| anyhow!("{}: no array 'x'", path.display()))?
+            npz_array(&read_npz(path)?, path, "x")?
         } else {
             runtime::data::npy::read(path).map_err(|e| anyhow!("{e}"))?
         };
@@ -117,4 +112,18 @@ pub fn parse_layer_alpha(s: &str) -> Result<(String, u32), String> {
         return Err(format!("α = {a} in '{s}' is outside 4..=20"));
     }
     Ok((name.trim_start_matches('%').to_string(), a))
+}
+
+/// Reads every array of an .npz archive.
+pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    runtime::data::npz::read(path).map_err(|e| anyhow!("{e}"))
+}
+
+/// The array named `name` (or `name.npy`) of an .npz archive read from `path`.
+pub fn npz_array(arrays: &[(String, Tensor)], path: &Path, name: &str) -> Result<Tensor> {
+    arrays
+        .iter()
+        .find(|(n, _)| n == name || *n == format!("{name}.npy"))
+        .map(|(_, t)| t.clone())
+        .ok_or_else(|| anyhow!("{}: no array '{name}'", path.display()))
 }

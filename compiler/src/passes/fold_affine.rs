@@ -124,6 +124,15 @@ impl ChannelAffine {
     }
 }
 
+/// Input channels of a Conv2d/Linear layer (0 for any other op).
+pub fn input_channels(op: &Op) -> usize {
+    match op {
+        Op::Conv2d(c) => c.weight.shape[1] * c.group,
+        Op::Linear(l) => l.weight.shape[1],
+        _ => 0,
+    }
+}
+
 /// Makes a Conv2d/Linear `op` compute `affine(op(x))` (per output channel).
 /// Returns false, leaving `op` untouched, for any other op.
 pub fn absorb_output_affine(op: &mut Op, affine: &ChannelAffine) -> bool {

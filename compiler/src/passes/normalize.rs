@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use ir::{Graph, NodeId, Op};
 use serde::{Deserialize, Serialize};
 
-use super::fold_affine::{absorb_input_affine, absorb_output_affine, ChannelAffine};
+use super::fold_affine::{
+    absorb_input_affine, absorb_output_affine, input_channels, ChannelAffine,
+};
 
 /// Bounds within this relative distance count as equal.
 const TOLERANCE: f64 = 1e-9;
@@ -192,11 +194,7 @@ pub fn normalize_ranges(graph: &mut Graph) -> NormalizeReport {
             debug_assert!(ok);
         }
         for &c in &consumers {
-            let cin = match &graph.node(c).op {
-                Op::Conv2d(conv) => conv.weight.shape[1] * conv.group,
-                Op::Linear(l) => l.weight.shape[1],
-                _ => unreachable!("consumers are layers"),
-            };
+            let cin = input_channels(&graph.node(c).op);
             let ok = absorb_input_affine(graph.op_mut(c), &ChannelAffine::uniform(1.0 / s, cin));
             debug_assert!(ok, "a uniform scale without shift is always absorbable");
         }

@@ -31,7 +31,9 @@ use egg::{
 use ir::{Graph, NodeId, Op, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::fold_affine::{absorb_input_affine, absorb_output_affine, ChannelAffine};
+use super::fold_affine::{
+    absorb_input_affine, absorb_output_affine, input_channels, ChannelAffine,
+};
 
 /// Limits of one saturation run.
 const ITER_LIMIT: usize = 12;
@@ -192,14 +194,6 @@ fn is_unit(b: f64) -> bool {
     (b - 1.0).abs() <= UNIT_TOLERANCE
 }
 
-fn channels_of(op: &Op) -> usize {
-    match op {
-        Op::Conv2d(c) => c.weight.shape[1] * c.group,
-        Op::Linear(l) => l.weight.shape[1],
-        _ => 0,
-    }
-}
-
 /// Moves a positive scalar forward across a homogeneous op:
 /// `(homog p (scale c x))` ⇒ `(scale c (homog p/c x))`.
 struct ThroughHomog {
@@ -277,7 +271,7 @@ impl Applier<Term, Payloads> for Absorb {
                 absorb_output_affine(&mut op, &ChannelAffine::uniform(c, out))
             }
             Side::Input => {
-                let cin = channels_of(&op);
+                let cin = input_channels(&op);
                 absorb_input_affine(&mut op, &ChannelAffine::uniform(c, cin))
             }
         };
