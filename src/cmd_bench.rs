@@ -8,6 +8,10 @@ use runtime::ckks::bench;
 pub enum BenchWhat {
     /// Leveled CKKS primitives at N = 2^16 with 25 limbs (60-bit first prime, 50-bit others).
     Ckks(CkksBench),
+    /// CKKS bootstrapping at N = 2^16 (128-bit presets): key generation,
+    /// time, precision and memory. Each run is a fresh process state only if
+    /// you run one preset per invocation (peak memory is per process).
+    Bootstrap(BootstrapBench),
     /// The reference executor against tract's own execution of the same
     /// ONNX model, same inputs, same run.
     Reference(ReferenceBench),
@@ -60,8 +64,97 @@ pub struct CkksBench {
     no_single: bool,
 }
 
+#[derive(Args)]
+pub struct BootstrapBench {
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Number of slots, as 2^k (k ≤ 15); full packing by default.
+    #[arg(long, default_value = "2^15", value_parser = parse_pow2)]
+    slots: u32,
+    /// Parameter preset: levels9 (9 levels of 2^40 left) or levels16 (16 of 2^36).
+    #[arg(long, default_value = "levels9")]
+    preset: String,
+    /// Worker threads (default: all available).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Bootstraps to time (each on fresh random inputs).
+    #[arg(long, default_value_t = 2)]
+    reps: usize,
+}
+
+/// `2^k` or `k` → `k`.
+fn parse_pow2(s: &str) -> Result<u32, String> {
+    let k = s.strip_prefix("2^").unwrap_or(s);
+    k.parse::<u32>()
+        .ok()
+        .filter(|k| *k <= 16)
+        .ok_or_else(|| format!("expected 2^k with k ≤ 16, got {s:?}"))
+}
+
+fn bootstrap(args: BootstrapBench) -> Result<()> {
+    use anyhow::anyhow;
+    use runtime::ckks::bootstrapping::presets::Preset;
+    let preset = Preset::from_name(&args.preset).ok_or_else(|| {
+        anyhow!(
+            "unknown preset {:?} (expected one of: {})",
+            args.preset,
+            Preset::ALL.map(|p| p.name()).join(", ")
+        )
+    })?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let r = runtime::ckks::bootstrapping::bench::run(preset, args.slots, threads, args.reps)
+        .map_err(|e| anyhow!("{e}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let c = &r.contract;
+    println!(
+        "bootstrapping, preset {} — N = 2^{}, 2^{} slots, {} Q + {} P primes, dnum {}, log QP {:.1} ({}), {} thread(s)",
+        r.preset,
+        r.log_n,
+        r.log_slots,
+        r.q_limbs,
+        r.p_limbs,
+        r.dnum,
+        r.log_qp,
+        if r.secure_128 { "128-bit secure" } else { "INSECURE" },
+        r.threads
+    );
+    println!(
+        "contract: depth {}, minimum input level {}, output level {}, estimated precision {:.1} bits",
+        c.depth, c.minimum_input_level, c.output_level, c.output_precision_bits
+    );
+    println!(
+        "precompute {:.1} s ({:.2} GiB of diagonals); key generation {:.1} s ({} Galois keys, {:.2} GiB)",
+        r.precompute_s,
+        gib(r.precompute_bytes as f64),
+        r.keygen_s,
+        r.galois_keys,
+        gib(r.key_bytes as f64)
+    );
+    for (i, t) in r.bootstrap_s.iter().enumerate() {
+        println!(
+            "bootstrap {}: {:.2} s, precision {:.1} bits (max error), {:.1} bits (mean error)",
+            i + 1,
+            t,
+            r.precision_min_bits[i],
+            r.precision_mean_bits[i]
+        );
+    }
+    if let Some(b) = r.peak_rss_bytes {
+        println!("peak resident memory {:.2} GiB", gib(b as f64));
+    }
+    Ok(())
+}
+
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
+        BenchWhat::Bootstrap(args) => bootstrap(args),
         BenchWhat::Ckks(args) => ckks(args),
         BenchWhat::Reference(args) => reference(args),
     }

@@ -81,6 +81,10 @@ impl Encoder {
         }
     }
 
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+
     /// Slots → coefficients of the "complex" half-size polynomial (inverse special FFT).
     fn special_fft_inv(&self, v: &mut [Complex64]) {
         let n = v.len();
@@ -103,6 +107,11 @@ impl Encoder {
         for x in v.iter_mut() {
             *x *= inv;
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn special_fft_inv_for_tests(&self, v: &mut [Complex64]) {
+        self.special_fft_inv(v)
     }
 
     /// Coefficients → slots (special FFT).

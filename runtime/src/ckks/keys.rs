@@ -135,6 +135,10 @@ impl KeyGenerator {
         })
     }
 
+    pub(crate) fn rng_mut(&mut self) -> &mut Prng {
+        &mut self.rng
+    }
+
     pub fn gen_secret_key(&mut self) -> SecretKey {
         let n = self.params.n();
         let s = secret_coeffs(&mut self.rng, n, self.params.secret());

@@ -27,6 +27,7 @@
 //! counts are supported by the encoder and rotations.
 
 pub mod bench;
+pub mod bootstrapping;
 pub mod circuits;
 pub mod encoding;
 pub mod encryption;

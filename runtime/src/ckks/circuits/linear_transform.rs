@@ -99,6 +99,15 @@ impl LinearTransform {
         r
     }
 
+    /// Bytes held by the encoded diagonals.
+    pub fn size_bytes(&self) -> usize {
+        self.groups
+            .values()
+            .flat_map(|g| g.values())
+            .map(|pt| pt.poly.data.len() * 8)
+            .sum()
+    }
+
     pub fn baby_steps(&self) -> usize {
         self.n1
     }

@@ -82,10 +82,12 @@ impl Evaluator {
             .zip(out1.data.par_chunks_mut(n))
             .enumerate()
             .for_each(|(t, (o0, o1))| {
+                // Keys may be stored at any level ≥ ℓ (limbs q_0..q_k, then P).
+                let key_level = key.b[0].level;
                 let (mi, key_limb) = if t <= level {
                     (t, t)
                 } else {
-                    (q_count + t - level - 1, q_count + t - level - 1)
+                    (q_count + t - level - 1, key_level + t - level)
                 };
                 let m = ring.modulus(mi);
                 let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(t)).collect();

@@ -1,0 +1,122 @@
+//! The measurements behind `precis bench bootstrap`: key generation, the
+//! precomputation, bootstrapping time and precision, and memory.
+
+use super::presets::Preset;
+use super::{BootstrapContract, Bootstrapper};
+use crate::ckks::precision::precision_real;
+use crate::ckks::{CkksError, Decryptor, Encoder, Encryptor, KeyGenerator, Parameters};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BootstrapBenchReport {
+    pub preset: String,
+    pub log_n: u32,
+    pub log_slots: u32,
+    pub q_limbs: usize,
+    pub p_limbs: usize,
+    pub dnum: usize,
+    pub log_qp: f64,
+    pub secure_128: bool,
+    pub threads: usize,
+    pub contract: BootstrapContract,
+    /// Seconds to plan and encode the DFT matrices.
+    pub precompute_s: f64,
+    pub precompute_bytes: usize,
+    /// Seconds to generate every bootstrapping key (relinearisation, Galois, encapsulation).
+    pub keygen_s: f64,
+    pub key_bytes: usize,
+    pub galois_keys: usize,
+    /// Wall seconds of each bootstrap.
+    pub bootstrap_s: Vec<f64>,
+    /// `−log2` of the largest and of the mean absolute slot error, per run
+    /// (uniform random real inputs in `[−1, 1]`).
+    pub precision_min_bits: Vec<f64>,
+    pub precision_mean_bits: Vec<f64>,
+    /// Peak resident memory of the process (Linux `VmHWM`), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Uniform values in `[−1, 1]` from the operating system's generator.
+fn random_inputs(n: usize) -> Result<Vec<f64>, CkksError> {
+    let mut rng = crate::ckks::sampling::Prng::from_entropy()?;
+    Ok((0..n).map(|_| 2.0 * rng.unit_f64() - 1.0).collect())
+}
+
+/// Bootstraps `reps` fresh level-0 encryptions on `threads` threads.
+pub fn run(
+    preset: Preset,
+    log_slots: u32,
+    threads: usize,
+    reps: usize,
+) -> Result<BootstrapBenchReport, CkksError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| CkksError::InvalidArgument(e.to_string()))?;
+    pool.install(|| run_inner(preset, log_slots, threads, reps))
+}
+
+fn run_inner(
+    preset: Preset,
+    log_slots: u32,
+    threads: usize,
+    reps: usize,
+) -> Result<BootstrapBenchReport, CkksError> {
+    let (literal, config) = preset.build(log_slots);
+    let params = Parameters::new(literal)?;
+    let t = Instant::now();
+    let bs = Bootstrapper::new(&params, config)?;
+    let precompute_s = t.elapsed().as_secs_f64();
+
+    let mut kg = KeyGenerator::new(&params)?;
+    let sk = kg.gen_secret_key();
+    let t = Instant::now();
+    let keys = kg.gen_bootstrapping_keys(&sk, &bs)?;
+    let keygen_s = t.elapsed().as_secs_f64();
+
+    let encoder = Encoder::new(&params);
+    let mut enc = Encryptor::with_secret_key(&params, &sk)?;
+    let dec = Decryptor::new(&params, &sk);
+    let n = bs.contract().slots;
+    let (mut times, mut min_bits, mut mean_bits) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps.max(1) {
+        let v = random_inputs(n)?;
+        let ct = enc.encrypt(&encoder.encode_real(&v, 0, params.default_scale())?);
+        let t = Instant::now();
+        let out = bs.bootstrap(&keys, &ct)?;
+        times.push(t.elapsed().as_secs_f64());
+        let got = encoder.decode_real(&dec.decrypt(&out));
+        let p = precision_real(&v, &got);
+        min_bits.push(p.min_bits);
+        mean_bits.push(p.mean_bits);
+    }
+    Ok(BootstrapBenchReport {
+        preset: preset.name().into(),
+        log_n: params.log_n(),
+        log_slots,
+        q_limbs: params.q().len(),
+        p_limbs: params.p().len(),
+        dnum: params.literal().dnum,
+        log_qp: params.log_qp(),
+        secure_128: params.is_secure(),
+        threads,
+        contract: bs.contract().clone(),
+        precompute_s,
+        precompute_bytes: bs.size_bytes(),
+        keygen_s,
+        key_bytes: keys.size_bytes(),
+        galois_keys: keys.evaluation.galois_elements().len(),
+        bootstrap_s: times,
+        precision_min_bits: min_bits,
+        precision_mean_bits: mean_bits,
+        peak_rss_bytes: peak_rss(),
+    })
+}

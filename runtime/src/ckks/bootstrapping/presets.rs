@@ -1,0 +1,81 @@
+//! Parameter sets for bootstrapping at `N = 2^16`, 128-bit secure.
+//!
+//! The user's secret is uniform ternary, so the homomorphic-encryption
+//! standard's bound `log2(QP) ≤ 1772` applies as is; the sparse ephemeral
+//! secret of the encapsulation only ever appears in a key modulo `q_0·p_0`
+//! (see [`encapsulation`](super::encapsulation)). The chain, from level 0 up:
+//!
+//! `q_0` (60 bits) | circuit levels | SlotToCoeff | EvalMod (60-bit primes, the
+//! scale EvalMod runs at) | CoeffToSlot.
+//!
+//! Bootstrapping consumes the top `depth` levels and returns at the level just
+//! above the circuit primes' top, so the circuit levels are exactly the
+//! levels left after bootstrapping.
+
+use super::BootstrapConfig;
+use crate::ckks::params::{ParametersLiteral, SecretDistribution};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// 9 levels of 2^40 after bootstrapping: a convolution plus one stage of
+    /// the composite sign.
+    Levels9,
+    /// 16 levels of 2^36 after bootstrapping: a whole α = 14 ReLU (15 levels)
+    /// between two bootstraps, plus one.
+    Levels16,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 2] = [Preset::Levels9, Preset::Levels16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Levels9 => "levels9",
+            Preset::Levels16 => "levels16",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Circuit levels left after bootstrapping.
+    pub fn circuit_levels(self) -> usize {
+        match self {
+            Preset::Levels9 => 9,
+            Preset::Levels16 => 16,
+        }
+    }
+
+    /// `(circuit prime bits, StC prime bits, CtS prime bits, special primes)`.
+    fn layout(self) -> (u32, u32, u32, usize) {
+        match self {
+            Preset::Levels9 => (40, 40, 58, 6),
+            Preset::Levels16 => (36, 36, 56, 3),
+        }
+    }
+
+    /// The parameters and bootstrapping configuration for `2^log_slots` slots.
+    pub fn build(self, log_slots: u32) -> (ParametersLiteral, BootstrapConfig) {
+        let config = BootstrapConfig::new(log_slots);
+        let (circuit_bits, stc_bits, cts_bits, specials) = self.layout();
+        let mut log_q = vec![60];
+        log_q.extend(std::iter::repeat_n(circuit_bits, self.circuit_levels()));
+        log_q.extend(std::iter::repeat_n(stc_bits, config.stc_levels));
+        log_q.extend(std::iter::repeat_n(60, config.eval_mod_depth()));
+        log_q.extend(std::iter::repeat_n(cts_bits, config.cts_levels));
+        // Digits of at most `specials` primes, so that P (61-bit primes) exceeds each.
+        let dnum = log_q.len().div_ceil(specials);
+        let literal = ParametersLiteral {
+            log_n: 16,
+            log_q,
+            log_p: vec![61; specials],
+            log_scale: circuit_bits,
+            dnum,
+            secret: SecretDistribution::Ternary,
+            insecure: false,
+        };
+        (literal, config)
+    }
+}
