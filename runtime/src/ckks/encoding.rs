@@ -164,6 +164,25 @@ impl Encoder {
                 "scale {scale} must be ≥ 1"
             )));
         }
+        let coeffs = self.encode_coeffs(values, scale)?;
+        let poly = self.poly_from_coeffs(&coeffs, level);
+        Ok(Plaintext { poly, scale, slots })
+    }
+
+    /// The integer coefficients `round(scale · U^{-1}(values))` of an
+    /// encoding (the compact form of a plaintext, independent of the level).
+    pub(crate) fn encode_coeffs(
+        &self,
+        values: &[Complex64],
+        scale: f64,
+    ) -> Result<Vec<i128>, CkksError> {
+        let slots = values.len();
+        self.check_slots(slots)?;
+        if !(scale.is_finite() && scale >= 1.0) {
+            return Err(CkksError::InvalidArgument(format!(
+                "scale {scale} must be ≥ 1"
+            )));
+        }
         let mut w = values.to_vec();
         self.special_fft_inv(&mut w);
         let n = self.params.n();
@@ -180,19 +199,25 @@ impl Encoder {
             coeffs[i * gap] = re as i128;
             coeffs[n / 2 + i * gap] = im as i128;
         }
+        Ok(coeffs)
+    }
+
+    /// The NTT-domain polynomial of integer coefficients at `level`.
+    pub(crate) fn poly_from_coeffs(&self, coeffs: &[i128], level: usize) -> Poly {
         let ring = self.params.ring();
+        let n = self.params.n();
         let mut poly = Poly::zero(ring, level, false, false);
         poly.data
             .par_chunks_mut(n)
             .enumerate()
             .for_each(|(l, limb)| {
                 let m = ring.modulus(l);
-                for (o, c) in limb.iter_mut().zip(&coeffs) {
+                for (o, c) in limb.iter_mut().zip(coeffs) {
                     *o = m.reduce_i128(*c);
                 }
             });
         poly.to_ntt(ring);
-        Ok(Plaintext { poly, scale, slots })
+        poly
     }
 
     pub fn encode_real(

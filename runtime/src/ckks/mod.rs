@@ -9,6 +9,9 @@
 //! * [`evaluator`]: homomorphic arithmetic, rescaling, hybrid key switching,
 //!   rotations (plain and hoisted), conjugation;
 //! * [`circuits`]: BSGS linear transforms and Chebyshev polynomial evaluation;
+//! * [`bootstrapping`]: sparse-secret encapsulation, ModRaise, CoeffToSlot /
+//!   EvalMod / SlotToCoeff, the `N = 2^16` presets and the bootstrapper's
+//!   contract (depth, minimum input level, output level, precision);
 //! * [`serialize`]: versioned, checksummed binary files;
 //! * [`precision`]: precision statistics in bits;
 //! * [`bench`]: the measurements behind `precis bench ckks`.
@@ -18,13 +21,9 @@
 //! sparse secret below 192 nonzero coefficients) unless the literal sets
 //! `insecure`. Randomness comes from ChaCha20 seeded by the operating system;
 //! uniform polynomials are expanded from 256-bit seeds, which is how keys and
-//! fresh secret-key ciphertexts are stored at half size.
-//!
-//! Prepared for bootstrapping (not implemented here): fixed-Hamming-weight
-//! secrets; the secret key keeps its small coefficients; ciphertexts convert
-//! between NTT and coefficient form limb by limb (what ModRaise needs); every
-//! ciphertext carries its level, exact scale and slot count, and sparse slot
-//! counts are supported by the encoder and rotations.
+//! fresh secret-key ciphertexts are stored at half size. Bootstrapping keeps
+//! the user's secret dense (uniform ternary); its sparse ephemeral secret only
+//! appears in a key modulo `q_0·p_0` (see [`bootstrapping::encapsulation`]).
 
 pub mod bench;
 pub mod bootstrapping;

@@ -454,6 +454,20 @@ fn ckks_linear_transform_bsgs_matches_matrix_vector_product() {
     let p = precision(&want, &got);
     // 64 products of unit-size entries: values up to ~8, noise grows by ~√64.
     assert!(bits(&p) >= 20.0, "{p:?}");
+
+    // The compact form of the same diagonals gives the same ciphertext.
+    let diags: std::collections::BTreeMap<usize, Vec<Complex64>> = (0..slots)
+        .map(|k| (k, (0..slots).map(|t| rows[t][(t + k) % slots]).collect()))
+        .collect();
+    let compact =
+        LinearTransform::new_compact(&enc, &diags, slots, top, params.q()[top] as f64, None)
+            .unwrap();
+    assert!(compact.size_bytes() * 4 < lt.size_bytes());
+    assert_eq!(compact.rotations(), lt.rotations());
+    let again = eval
+        .rescale(&eval.linear_transform(&ct, &compact).unwrap())
+        .unwrap();
+    assert_eq!(again, out);
 }
 
 #[test]

@@ -6,16 +6,27 @@
 use crate::ckks::encoding::{Encoder, Plaintext};
 use crate::ckks::encryption::Ciphertext;
 use crate::ckks::evaluator::Evaluator;
+use crate::ckks::ring::Poly;
 use crate::ckks::{CkksError, Complex64};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
+
+/// A pre-rotated diagonal: encoded over every limb of the transform's level,
+/// or (compact) only its `2·slots` nonzero integer coefficients, expanded to
+/// the NTT domain when used — 1/(level + 1) of the memory at full packing,
+/// for one NTT per limb per use.
+enum Diagonal {
+    Encoded(Plaintext),
+    Compact(Vec<i64>),
+}
 
 pub struct LinearTransform {
     slots: usize,
     n1: usize,
     scale: f64,
     level: usize,
-    /// Giant offset `j·n1` → baby index `i` → pre-rotated, encoded diagonal.
-    groups: BTreeMap<usize, BTreeMap<usize, Plaintext>>,
+    /// Giant offset `j·n1` → baby index `i` → pre-rotated diagonal.
+    groups: BTreeMap<usize, BTreeMap<usize, Diagonal>>,
 }
 
 impl LinearTransform {
@@ -31,6 +42,32 @@ impl LinearTransform {
         scale: f64,
         n1: Option<usize>,
     ) -> Result<Self, CkksError> {
+        Self::build(encoder, diagonals, slots, level, scale, n1, false)
+    }
+
+    /// As [`LinearTransform::new`], storing the diagonals compactly (see
+    /// `Diagonal`); falls back to the encoded form for a diagonal whose
+    /// coefficients exceed 63 bits.
+    pub fn new_compact(
+        encoder: &Encoder,
+        diagonals: &BTreeMap<usize, Vec<Complex64>>,
+        slots: usize,
+        level: usize,
+        scale: f64,
+        n1: Option<usize>,
+    ) -> Result<Self, CkksError> {
+        Self::build(encoder, diagonals, slots, level, scale, n1, true)
+    }
+
+    fn build(
+        encoder: &Encoder,
+        diagonals: &BTreeMap<usize, Vec<Complex64>>,
+        slots: usize,
+        level: usize,
+        scale: f64,
+        n1: Option<usize>,
+        compact: bool,
+    ) -> Result<Self, CkksError> {
         if diagonals.is_empty() {
             return Err(CkksError::InvalidArgument("no diagonals".into()));
         }
@@ -41,7 +78,9 @@ impl LinearTransform {
                 "baby steps {n1} must be a power of two ≤ slots"
             )));
         }
-        let mut groups: BTreeMap<usize, BTreeMap<usize, Plaintext>> = BTreeMap::new();
+        let mut groups: BTreeMap<usize, BTreeMap<usize, Diagonal>> = BTreeMap::new();
+        let n = encoder.params().n();
+        let gap = n / 2 / slots;
         for (&k, diag) in diagonals {
             if k >= slots || diag.len() != slots {
                 return Err(CkksError::InvalidArgument(format!(
@@ -52,10 +91,22 @@ impl LinearTransform {
             // rot_{-g}(diag)[t] = diag[t - g].
             let rotated: Vec<Complex64> =
                 (0..slots).map(|t| diag[(t + slots - g) % slots]).collect();
-            groups
-                .entry(g)
-                .or_default()
-                .insert(i, encoder.encode(&rotated, level, scale)?);
+            let d = if compact {
+                let c = encoder.encode_coeffs(&rotated, scale)?;
+                let fits = c.iter().all(|&x| x.unsigned_abs() < 1 << 62);
+                if fits {
+                    let nonzero = (0..slots)
+                        .map(|i| c[i * gap] as i64)
+                        .chain((0..slots).map(|i| c[n / 2 + i * gap] as i64))
+                        .collect();
+                    Diagonal::Compact(nonzero)
+                } else {
+                    Diagonal::Encoded(encoder.encode(&rotated, level, scale)?)
+                }
+            } else {
+                Diagonal::Encoded(encoder.encode(&rotated, level, scale)?)
+            };
+            groups.entry(g).or_default().insert(i, d);
         }
         Ok(LinearTransform {
             slots,
@@ -104,7 +155,10 @@ impl LinearTransform {
         self.groups
             .values()
             .flat_map(|g| g.values())
-            .map(|pt| pt.poly.data.len() * 8)
+            .map(|d| match d {
+                Diagonal::Encoded(pt) => pt.poly.data.len() * 8,
+                Diagonal::Compact(c) => c.len() * 8,
+            })
             .sum()
     }
 
@@ -120,6 +174,31 @@ impl LinearTransform {
 }
 
 impl Evaluator {
+    /// The NTT-domain plaintext of a compact diagonal at `level`.
+    fn expand_compact(&self, c: &[i64], lt: &LinearTransform, level: usize) -> Plaintext {
+        let ring = self.params.ring();
+        let n = ring.n();
+        let slots = lt.slots;
+        let gap = n / 2 / slots;
+        let mut poly = Poly::zero(ring, level, false, false);
+        poly.data
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(l, limb)| {
+                let m = ring.modulus(l);
+                for i in 0..slots {
+                    limb[i * gap] = m.reduce_i64(c[i]);
+                    limb[n / 2 + i * gap] = m.reduce_i64(c[slots + i]);
+                }
+                ring.ntt(l).forward(limb);
+            });
+        Plaintext {
+            poly: Poly { ntt: true, ..poly },
+            scale: lt.scale,
+            slots,
+        }
+    }
+
     /// `M·v`; the output scale is the input scale times the diagonals' scale
     /// (rescale afterwards).
     pub fn linear_transform(
@@ -152,7 +231,20 @@ impl Evaluator {
         let mut acc: Option<Ciphertext> = None;
         for (&g, group) in &lt.groups {
             let mut inner: Option<Ciphertext> = None;
-            for (i, pt) in group {
+            // Compact diagonals are expanded group by group (bounded memory).
+            let expanded: Vec<(usize, std::borrow::Cow<'_, Plaintext>)> = group
+                .par_iter()
+                .map(|(&i, d)| {
+                    let pt = match d {
+                        Diagonal::Encoded(pt) => std::borrow::Cow::Borrowed(pt),
+                        Diagonal::Compact(c) => {
+                            std::borrow::Cow::Owned(self.expand_compact(c, lt, ct.level()))
+                        }
+                    };
+                    (i, pt)
+                })
+                .collect();
+            for (i, pt) in &expanded {
                 let term = self.mul_plain(by_index[i], pt)?;
                 inner = Some(match inner {
                     None => term,
