@@ -243,7 +243,7 @@ impl Bootstrapper {
         }
         let depth = config.depth();
         let top = params.max_level();
-        if depth >= top + 1 {
+        if depth > top {
             return bad(format!(
                 "bootstrapping needs {depth} levels above level 0, the chain has {top}"
             ));
