@@ -131,6 +131,35 @@ fn group_sizes(stages: usize, levels: usize) -> Vec<usize> {
     (0..levels).map(|i| base + usize::from(i < rem)).collect()
 }
 
+/// Stages of block lengths `lens` (in the order applied) merged into groups
+/// of `sizes` consecutive stages, one matrix per group; the identity for
+/// `n = 1` (no stages).
+fn merge_stages(
+    n: usize,
+    space: usize,
+    lens: &[usize],
+    sizes: &[usize],
+    inverse: bool,
+) -> Vec<Diagonals> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &size in sizes {
+        let group = lens[start..start + size]
+            .iter()
+            .map(|&len| stage(n, space, len, inverse))
+            .reduce(|prev, s| multiply(&s, &prev, space))
+            .expect("nonempty group");
+        start += size;
+        out.push(group);
+    }
+    if out.is_empty() {
+        let mut id = Diagonals::new();
+        id.insert(0, vec![Complex64::new(1.0, 0.0); space]);
+        out.push(id);
+    }
+    out
+}
+
 /// The CoeffToSlot factors in the order they are applied: `(1/n)·S_2·…·S_n`
 /// merged into `levels` matrices on `space` slots (`space` = `n` or `2n`).
 pub fn coeffs_to_slots(n: usize, space: usize, levels: usize) -> Vec<Diagonals> {
@@ -139,61 +168,20 @@ pub fn coeffs_to_slots(n: usize, space: usize, levels: usize) -> Vec<Diagonals> 
         .rev()
         .map(|b| 1usize << b)
         .collect();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for size in group_sizes(lens.len(), levels) {
-        let mut m: Option<Diagonals> = None;
-        for &len in &lens[start..start + size] {
-            let s = stage(n, space, len, true);
-            m = Some(match m {
-                None => s,
-                Some(prev) => multiply(&s, &prev, space),
-            });
-        }
-        start += size;
-        out.push(m.expect("nonempty group"));
-    }
-    if out.is_empty() {
-        // n = 1: the identity.
-        let mut id = Diagonals::new();
-        id.insert(0, vec![Complex64::new(1.0, 0.0); space]);
-        out.push(id);
-    }
+    let mut out = merge_stages(n, space, &lens, &group_sizes(lens.len(), levels), true);
     let inv = Complex64::new(1.0 / n as f64, 0.0);
-    let first = out.first_mut().expect("nonempty");
-    scale_rows(first, &vec![inv; space]);
+    scale_rows(&mut out[0], &vec![inv; space]);
     out
 }
 
 /// The SlotToCoeff factors in the order they are applied: `T_2, T_4, …, T_n`
-/// merged into `levels` matrices on `space` slots.
+/// merged into `levels` matrices on `space` slots. The larger groups come
+/// last, on the lowest (cheapest) levels.
 pub fn slots_to_coeffs(n: usize, space: usize, levels: usize) -> Vec<Diagonals> {
     let lens: Vec<usize> = (1..=n.trailing_zeros()).map(|b| 1usize << b).collect();
-    let mut out = Vec::new();
-    let mut start = 0;
-    // Smaller groups first: they run on the lower levels... the order of the
-    // sizes does not change the number of levels, only where the larger
-    // (costlier) group lands; put it last, on the lowest level.
     let mut sizes = group_sizes(lens.len(), levels);
     sizes.reverse();
-    for size in sizes {
-        let mut m: Option<Diagonals> = None;
-        for &len in &lens[start..start + size] {
-            let s = stage(n, space, len, false);
-            m = Some(match m {
-                None => s,
-                Some(prev) => multiply(&s, &prev, space),
-            });
-        }
-        start += size;
-        out.push(m.expect("nonempty group"));
-    }
-    if out.is_empty() {
-        let mut id = Diagonals::new();
-        id.insert(0, vec![Complex64::new(1.0, 0.0); space]);
-        out.push(id);
-    }
-    out
+    merge_stages(n, space, &lens, &sizes, false)
 }
 
 /// Applies a matrix by diagonals to a vector in the clear (for tests and checks).

@@ -463,11 +463,9 @@ impl Bootstrapper {
             + self.imaginary_unit.poly.data.len() * 8
     }
 
-    /// Multiplies by `i` in every slot (exact, no level).
+    /// Multiplies by `i` in every slot (exact, no level); `ct` has `space` slots.
     fn times_i(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
-        let mut pt = self.imaginary_unit.clone();
-        pt.slots = ct.slots();
-        eval.mul_plain(ct, &pt)
+        eval.mul_plain(ct, &self.imaginary_unit)
     }
 
     fn eval_mod(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
