@@ -1,22 +1,32 @@
 //! Slot-wise linear maps `v ↦ M·v` evaluated from the diagonals of `M`,
 //! `M·v = Σ_k diag_k ⊙ rot_k(v)` with `diag_k[t] = M[t][t+k]`, by baby-step
 //! giant-step: `Σ_j rot_{j·n1}( Σ_i rot_{-j·n1}(diag_{j·n1+i}) ⊙ rot_i(v) )`.
-//! The baby rotations share one hoisted decomposition.
+//!
+//! Evaluation is double-hoisted (Bossuat et al., Eurocrypt 2021): the baby
+//! rotations share one decomposition and stay in the extended basis `Q_ℓ·P`
+//! (multiplied by `P`, no ModDown); each inner sum is accumulated there with
+//! diagonals that are also extended to `Q_ℓ·P`; only its `c1` is brought down
+//! to `Q_ℓ` to be decomposed for the giant rotation, whose key-switching
+//! output is again summed in `Q_ℓ·P`; one ModDown per component ends the
+//! transform. A transform with `b` baby and `g` giant steps thus costs
+//! `1 + g` decompositions and `g + 2` ModDowns instead of `2(b + g)`.
 
-use crate::ckks::encoding::{Encoder, Plaintext};
+use crate::ckks::encoding::Encoder;
 use crate::ckks::encryption::Ciphertext;
 use crate::ckks::evaluator::Evaluator;
+use crate::ckks::keys::galois_element_for_rotation;
+use crate::ckks::ring::simd::wide;
 use crate::ckks::ring::Poly;
 use crate::ckks::{CkksError, Complex64};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
-/// A pre-rotated diagonal: encoded over every limb of the transform's level,
-/// or (compact) only its `2·slots` nonzero integer coefficients, expanded to
-/// the NTT domain when used — 1/(level + 1) of the memory at full packing,
-/// for one NTT per limb per use.
+/// A pre-rotated diagonal: encoded over every limb of `Q_level·P` (NTT
+/// domain), or (compact) only its `2·slots` nonzero integer coefficients,
+/// expanded to the NTT domain when used — 1/(level + 1 + #P) of the memory
+/// at full packing, for one NTT per limb per use.
 enum Diagonal {
-    Encoded(Plaintext),
+    Encoded(Poly),
     Compact(Vec<i64>),
 }
 
@@ -101,10 +111,11 @@ impl LinearTransform {
                         .collect();
                     Diagonal::Compact(nonzero)
                 } else {
-                    Diagonal::Encoded(encoder.encode(&rotated, level, scale)?)
+                    Diagonal::Encoded(extended_plaintext(encoder, &c, level))
                 }
             } else {
-                Diagonal::Encoded(encoder.encode(&rotated, level, scale)?)
+                let c = encoder.encode_coeffs(&rotated, scale)?;
+                Diagonal::Encoded(extended_plaintext(encoder, &c, level))
             };
             groups.entry(g).or_default().insert(i, d);
         }
@@ -156,7 +167,7 @@ impl LinearTransform {
             .values()
             .flat_map(|g| g.values())
             .map(|d| match d {
-                Diagonal::Encoded(pt) => pt.poly.data.len() * 8,
+                Diagonal::Encoded(p) => p.data.len() * 8,
                 Diagonal::Compact(c) => c.len() * 8,
             })
             .sum()
@@ -173,30 +184,185 @@ impl LinearTransform {
     }
 }
 
+/// A plaintext's integer coefficients over `Q_level·P`, NTT domain.
+fn extended_plaintext(encoder: &Encoder, coeffs: &[i128], level: usize) -> Poly {
+    let ring = encoder.params().ring();
+    let n = ring.n();
+    let mut poly = Poly::zero(ring, level, true, false);
+    poly.data
+        .par_chunks_mut(n)
+        .enumerate()
+        .for_each(|(l, limb)| {
+            wide(
+                #[inline(always)]
+                || {
+                    let m = ring.modulus(if l <= level {
+                        l
+                    } else {
+                        ring.q_count() + l - level - 1
+                    });
+                    for (o, c) in limb.iter_mut().zip(coeffs) {
+                        *o = m.reduce_i128(*c);
+                    }
+                },
+            )
+        });
+    poly.to_ntt(ring);
+    poly
+}
+
+/// A ciphertext over `Q_ℓ·P` holding `P` times its value.
+struct Extended {
+    c0: Poly,
+    c1: Poly,
+}
+
 impl Evaluator {
-    /// The NTT-domain plaintext of a compact diagonal at `level`.
-    fn expand_compact(&self, c: &[i64], lt: &LinearTransform, level: usize) -> Plaintext {
+    /// A diagonal over `Q_level·P` (NTT), borrowed when already encoded at
+    /// that level.
+    fn expand_diagonal<'a>(
+        &self,
+        d: &'a Diagonal,
+        lt: &LinearTransform,
+        level: usize,
+    ) -> std::borrow::Cow<'a, Poly> {
+        use std::borrow::Cow;
+        let ring = self.params.ring();
+        match d {
+            Diagonal::Encoded(p) if p.level == level => Cow::Borrowed(p),
+            Diagonal::Encoded(p) => {
+                let mut p = p.clone();
+                p.drop_to_level(level);
+                Cow::Owned(p)
+            }
+            Diagonal::Compact(c) => {
+                let n = ring.n();
+                let gap = n / 2 / lt.slots;
+                let mut poly = Poly::zero(ring, level, true, false);
+                let q_count = ring.q_count();
+                poly.data
+                    .par_chunks_mut(n)
+                    .enumerate()
+                    .for_each(|(l, limb)| {
+                        wide(
+                            #[inline(always)]
+                            || {
+                                let mi = if l <= level {
+                                    l
+                                } else {
+                                    q_count + l - level - 1
+                                };
+                                let m = ring.modulus(mi);
+                                for i in 0..lt.slots {
+                                    limb[i * gap] = m.reduce_i64(c[i]);
+                                    limb[n / 2 + i * gap] = m.reduce_i64(c[lt.slots + i]);
+                                }
+                                ring.ntt(mi).forward(limb);
+                            },
+                        )
+                    });
+                poly.ntt = true;
+                Cow::Owned(poly)
+            }
+        }
+    }
+
+    /// `P·x` over `Q_ℓ·P` (zero modulo the special primes).
+    fn lift_times_p(&self, x: &Poly) -> Poly {
         let ring = self.params.ring();
         let n = ring.n();
-        let slots = lt.slots;
-        let gap = n / 2 / slots;
-        let mut poly = Poly::zero(ring, level, false, false);
-        poly.data
+        let level = x.level;
+        let mut out = Poly::zero(ring, level, true, x.ntt);
+        let p_mod_q = self.params.p_mod_q();
+        out.data[..(level + 1) * n]
             .par_chunks_mut(n)
+            .zip(x.data.par_chunks(n))
             .enumerate()
-            .for_each(|(l, limb)| {
-                let m = ring.modulus(l);
-                for i in 0..slots {
-                    limb[i * gap] = m.reduce_i64(c[i]);
-                    limb[n / 2 + i * gap] = m.reduce_i64(c[slots + i]);
-                }
-                ring.ntt(l).forward(limb);
+            .for_each(|(i, (o, a))| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ring.modulus(i);
+                        let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
+                        for (o, &a) in o.iter_mut().zip(a) {
+                            *o = m.mul_shoup(a, w, ws);
+                        }
+                    },
+                )
             });
-        Plaintext {
-            poly: Poly { ntt: true, ..poly },
-            scale: lt.scale,
-            slots,
-        }
+        out
+    }
+
+    /// Adds `P·σ(c0)` to the `Q` limbs of `k0` (`σ` given by `perm`).
+    fn add_permuted_times_p(&self, k0: &mut Poly, c0: &Poly, perm: &[u32]) {
+        let ring = self.params.ring();
+        let n = ring.n();
+        let level = c0.level;
+        let p_mod_q = self.params.p_mod_q();
+        k0.data[..(level + 1) * n]
+            .par_chunks_mut(n)
+            .zip(c0.data.par_chunks(n))
+            .enumerate()
+            .for_each(|(i, (o, a))| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ring.modulus(i);
+                        let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
+                        for (o, &p) in o.iter_mut().zip(perm) {
+                            *o = m.add(*o, m.mul_shoup(a[p as usize], w, ws));
+                        }
+                    },
+                )
+            });
+    }
+
+    /// `Σ_i d_i ⊙ x_i` over `Q_ℓ·P` for both components, each coefficient
+    /// summed in 128 bits and reduced once per 15 terms (each product is
+    /// below `2^124`, so 15 of them and the carried residue fit).
+    fn diagonal_sum(&self, terms: &[(&Poly, &Extended)]) -> Extended {
+        let ring = self.params.ring();
+        let n = ring.n();
+        let first = terms[0].1;
+        let level = first.c0.level;
+        let q_count = ring.q_count();
+        let mut c0 = Poly::zero(ring, level, true, true);
+        let mut c1 = Poly::zero(ring, level, true, true);
+        c0.data
+            .par_chunks_mut(n)
+            .zip(c1.data.par_chunks_mut(n))
+            .enumerate()
+            .for_each(|(l, (o0, o1))| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ring.modulus(if l <= level {
+                            l
+                        } else {
+                            q_count + l - level - 1
+                        });
+                        let mut acc0 = vec![0u128; n];
+                        let mut acc1 = vec![0u128; n];
+                        for chunk in terms.chunks(15) {
+                            for (d, x) in chunk {
+                                let (d, a, b) = (d.limb(l), x.c0.limb(l), x.c1.limb(l));
+                                for k in 0..n {
+                                    let w = d[k] as u128;
+                                    acc0[k] += w * a[k] as u128;
+                                    acc1[k] += w * b[k] as u128;
+                                }
+                            }
+                            for k in 0..n {
+                                o0[k] = m.reduce_u128(acc0[k]);
+                                o1[k] = m.reduce_u128(acc1[k]);
+                                acc0[k] = o0[k] as u128;
+                                acc1[k] = o1[k] as u128;
+                            }
+                        }
+                    },
+                )
+            });
+        Extended { c0, c1 }
     }
 
     /// `M·v`; the output scale is the input scale times the diagonals' scale
@@ -218,50 +384,92 @@ impl Evaluator {
         } else {
             ct.clone()
         };
+        let ring = self.params.ring();
+        let n = self.params.n();
+        let level = ct.level();
         let babies: Vec<usize> = {
             let mut b: Vec<usize> = lt.groups.values().flat_map(|g| g.keys().copied()).collect();
             b.sort();
             b.dedup();
             b
         };
-        let rotated =
-            self.rotate_hoisted(&ct, &babies.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
-        let by_index: BTreeMap<usize, &Ciphertext> =
-            babies.iter().copied().zip(rotated.iter()).collect();
-        let mut acc: Option<Ciphertext> = None;
+        let element = |k: usize| galois_element_for_rotation(n, k as i64);
+        let keys = self.keys_for(
+            babies
+                .iter()
+                .chain(lt.groups.keys())
+                .filter(|&&k| k != 0)
+                .map(|&k| element(k)),
+        )?;
+
+        // Baby steps: P·rot_i(ct) over Q_ℓ·P from one decomposition.
+        let dec = babies
+            .iter()
+            .any(|&i| i != 0)
+            .then(|| self.decompose(&ct.c1));
+        let rotated: BTreeMap<usize, Extended> = babies
+            .iter()
+            .map(|&i| {
+                let x = if i == 0 {
+                    Extended {
+                        c0: self.lift_times_p(&ct.c0),
+                        c1: self.lift_times_p(&ct.c1),
+                    }
+                } else {
+                    let g = element(i);
+                    let perm = ring.galois_permutation(g);
+                    let dec = dec.as_ref().expect("decomposed when a baby step rotates");
+                    let (mut k0, k1) = self.key_inner_product(dec, keys[&g], Some(&perm));
+                    self.add_permuted_times_p(&mut k0, &ct.c0, &perm);
+                    Extended { c0: k0, c1: k1 }
+                };
+                (i, x)
+            })
+            .collect();
+        drop(dec);
+
+        // Giant steps, accumulated over Q_ℓ·P.
+        let mut acc: Option<Extended> = None;
         for (&g, group) in &lt.groups {
-            let mut inner: Option<Ciphertext> = None;
-            // Compact diagonals are expanded group by group (bounded memory).
-            let expanded: Vec<(usize, std::borrow::Cow<'_, Plaintext>)> = group
+            let diagonals: Vec<(usize, std::borrow::Cow<'_, Poly>)> = group
                 .par_iter()
-                .map(|(&i, d)| {
-                    let pt = match d {
-                        Diagonal::Encoded(pt) => std::borrow::Cow::Borrowed(pt),
-                        Diagonal::Compact(c) => {
-                            std::borrow::Cow::Owned(self.expand_compact(c, lt, ct.level()))
-                        }
-                    };
-                    (i, pt)
-                })
+                .map(|(&i, d)| (i, self.expand_diagonal(d, lt, level)))
                 .collect();
-            for (i, pt) in &expanded {
-                let term = self.mul_plain(by_index[i], pt)?;
-                inner = Some(match inner {
-                    None => term,
-                    Some(s) => self.add(&s, &term)?,
-                });
-            }
-            let inner = inner.expect("groups are nonempty");
-            let inner = if g == 0 {
+            let terms: Vec<(&Poly, &Extended)> = diagonals
+                .iter()
+                .map(|(i, d)| (d.as_ref(), &rotated[i]))
+                .collect();
+            let inner = self.diagonal_sum(&terms);
+            drop(terms);
+            drop(diagonals);
+            let term = if g == 0 {
                 inner
             } else {
-                self.rotate(&inner, g as i64)?
+                let e = element(g);
+                let perm = ring.galois_permutation(e);
+                let c1 = self.mod_down(inner.c1);
+                let dec = self.decompose(&c1);
+                let (mut k0, k1) = self.key_inner_product(&dec, keys[&e], Some(&perm));
+                k0.add_assign(ring, &inner.c0.permuted(&perm));
+                Extended { c0: k0, c1: k1 }
             };
             acc = Some(match acc {
-                None => inner,
-                Some(s) => self.add(&s, &inner)?,
+                None => term,
+                Some(mut a) => {
+                    a.c0.add_assign(ring, &term.c0);
+                    a.c1.add_assign(ring, &term.c1);
+                    a
+                }
             });
         }
-        Ok(acc.expect("at least one diagonal"))
+        let acc = acc.expect("at least one diagonal");
+        let (c0, c1) = rayon::join(|| self.mod_down(acc.c0), || self.mod_down(acc.c1));
+        Ok(Ciphertext {
+            c0,
+            c1,
+            scale: ct.scale * lt.scale,
+            slots: ct.slots,
+            seed: None,
+        })
     }
 }

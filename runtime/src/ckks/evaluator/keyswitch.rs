@@ -6,6 +6,7 @@
 use super::Evaluator;
 use crate::ckks::keys::SwitchingKey;
 use crate::ckks::params::Parameters;
+use crate::ckks::ring::simd::wide;
 use crate::ckks::ring::Poly;
 use rayon::prelude::*;
 
@@ -93,26 +94,68 @@ impl Evaluator {
                 let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(t)).collect();
                 let bs: Vec<&[u64]> = key.b[..nd].iter().map(|b| b.limb(key_limb)).collect();
                 let as_: Vec<&[u64]> = key.a[..nd].iter().map(|a| a.limb(key_limb)).collect();
-                let mut body = |x: usize, src: usize| {
-                    let (mut acc0, mut acc1) = (0u128, 0u128);
-                    for j in 0..nd {
-                        let d = ds[j][src] as u128;
-                        acc0 += d * bs[j][x] as u128;
-                        acc1 += d * as_[j][x] as u128;
-                    }
-                    o0[x] = m.reduce_u128(acc0);
-                    o1[x] = m.reduce_u128(acc1);
-                };
-                match perm {
-                    Some(p) => (0..n).for_each(|x| body(x, p[x] as usize)),
-                    None => (0..n).for_each(|x| body(x, x)),
+                macro_rules! dispatch {
+                    ($($d:literal)*) => {
+                        match nd {
+                            $($d => wide(#[inline(always)] || inner_product_limb::<$d>(m, &ds, &bs, &as_, perm, o0, o1)),)*
+                            _ => unreachable!("at most 16 digits"),
+                        }
+                    };
                 }
+                dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
             });
         (out0, out1)
     }
 
     pub(crate) fn mod_down(&self, x: Poly) -> Poly {
         mod_down(&self.params, x)
+    }
+}
+
+/// One limb of `Σ_j σ(d_j)·(b_j, a_j)` for `D` digits: the products are
+/// summed in 128 bits (each below `2^124`, at most 16 of them) and reduced once.
+#[inline(always)]
+fn inner_product_limb<const D: usize>(
+    m: &crate::ckks::ring::Modulus,
+    ds: &[&[u64]],
+    bs: &[&[u64]],
+    as_: &[&[u64]],
+    perm: Option<&[u32]>,
+    o0: &mut [u64],
+    o1: &mut [u64],
+) {
+    let n = o0.len();
+    let ds: [&[u64]; D] = std::array::from_fn(|j| &ds[j][..n]);
+    let bs: [&[u64]; D] = std::array::from_fn(|j| &bs[j][..n]);
+    let as_: [&[u64]; D] = std::array::from_fn(|j| &as_[j][..n]);
+    let o1 = &mut o1[..n];
+    match perm {
+        Some(p) => {
+            let p = &p[..n];
+            for x in 0..n {
+                let src = p[x] as usize;
+                let (mut acc0, mut acc1) = (0u128, 0u128);
+                for j in 0..D {
+                    let d = ds[j][src] as u128;
+                    acc0 += d * bs[j][x] as u128;
+                    acc1 += d * as_[j][x] as u128;
+                }
+                o0[x] = m.reduce_u128(acc0);
+                o1[x] = m.reduce_u128(acc1);
+            }
+        }
+        None => {
+            for x in 0..n {
+                let (mut acc0, mut acc1) = (0u128, 0u128);
+                for j in 0..D {
+                    let d = ds[j][x] as u128;
+                    acc0 += d * bs[j][x] as u128;
+                    acc1 += d * as_[j][x] as u128;
+                }
+                o0[x] = m.reduce_u128(acc0);
+                o1[x] = m.reduce_u128(acc1);
+            }
+        }
     }
 }
 
@@ -129,13 +172,18 @@ pub(crate) fn mod_down(params: &Parameters, mut x: Poly) -> Poly {
         // Round instead of flooring: extend [c + h]_P with h = floor(P/2) and
         // subtract h again, so the result is round(c / P) (an unbiased error).
         p_part.par_chunks_mut(n).enumerate().for_each(|(k, limb)| {
-            let idx = q_count + k;
-            ring.ntt(idx).inverse(limb);
-            let m = ring.modulus(idx);
-            let h = (m.value() - 1) / 2; // floor(P/2) ≡ -1/2 mod p_k
-            for v in limb.iter_mut() {
-                *v = m.add(*v, h);
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    let idx = q_count + k;
+                    ring.ntt(idx).inverse(limb);
+                    let m = ring.modulus(idx);
+                    let h = (m.value() - 1) / 2; // floor(P/2) ≡ -1/2 mod p_k
+                    for v in limb.iter_mut() {
+                        *v = m.add(*v, h);
+                    }
+                },
+            )
         });
         let p_idx: Vec<usize> = (q_count..q_count + ring.p_count()).collect();
         let q_idx: Vec<usize> = (0..=level).collect();
@@ -145,19 +193,24 @@ pub(crate) fn mod_down(params: &Parameters, mut x: Poly) -> Poly {
         let p_inv = params.p_inv_mod_q();
         let p_mod = params.p_mod_q();
         q_part.par_chunks_mut(n).enumerate().for_each(|(i, limb)| {
-            let m = ring.modulus(i);
-            let mut tmp = vec![0u64; n];
-            ext.extend_one_exact(&y, &u, n, i, &mut tmp);
-            // floor(P/2) mod q_i = (P - 1)/2 mod q_i.
-            let h = m.mul(m.sub(p_mod[i], 1), m.inv(2));
-            for t in tmp.iter_mut() {
-                *t = m.sub(*t, h);
-            }
-            ring.ntt(i).forward(&mut tmp);
-            let (w, ws) = (p_inv[i], m.shoup(p_inv[i]));
-            for (o, t) in limb.iter_mut().zip(&tmp) {
-                *o = m.mul_shoup(m.sub(*o, *t), w, ws);
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    let m = ring.modulus(i);
+                    let mut tmp = vec![0u64; n];
+                    ext.extend_one_exact(&y, &u, n, i, &mut tmp);
+                    // floor(P/2) mod q_i = (P - 1)/2 mod q_i.
+                    let h = m.mul(m.sub(p_mod[i], 1), m.inv(2));
+                    for t in tmp.iter_mut() {
+                        *t = m.sub(*t, h);
+                    }
+                    ring.ntt(i).forward(&mut tmp);
+                    let (w, ws) = (p_inv[i], m.shoup(p_inv[i]));
+                    for (o, t) in limb.iter_mut().zip(&tmp) {
+                        *o = m.mul_shoup(m.sub(*o, *t), w, ws);
+                    }
+                },
+            )
         });
         x.data.truncate(split);
         x.ext = false;

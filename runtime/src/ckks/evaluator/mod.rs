@@ -10,6 +10,7 @@ use super::keys::EvaluationKeys;
 use super::params::Parameters;
 use super::ring::Poly;
 use super::CkksError;
+use crate::ckks::ring::simd::wide;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -233,14 +234,21 @@ impl Evaluator {
             .zip(d2.data.par_chunks_mut(n))
             .enumerate()
             .for_each(|(i, ((o0, o1), o2))| {
-                let m = ring.modulus(i);
-                let (a0, a1, b0, b1) = (x.c0.limb(i), x.c1.limb(i), y.c0.limb(i), y.c1.limb(i));
-                for k in 0..n {
-                    o0[k] = m.mul(a0[k], b0[k]);
-                    o1[k] = m
-                        .reduce_u128(a0[k] as u128 * b1[k] as u128 + a1[k] as u128 * b0[k] as u128);
-                    o2[k] = m.mul(a1[k], b1[k]);
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ring.modulus(i);
+                        let (a0, a1, b0, b1) =
+                            (x.c0.limb(i), x.c1.limb(i), y.c0.limb(i), y.c1.limb(i));
+                        for k in 0..n {
+                            o0[k] = m.mul(a0[k], b0[k]);
+                            o1[k] = m.reduce_u128(
+                                a0[k] as u128 * b1[k] as u128 + a1[k] as u128 * b0[k] as u128,
+                            );
+                            o2[k] = m.mul(a1[k], b1[k]);
+                        }
+                    },
+                )
             });
         let (k0, k1) = self.key_switch(&d2, rlk);
         d0.add_assign(ring, &k0);
@@ -293,26 +301,31 @@ impl Evaluator {
             .par_chunks_mut(n)
             .enumerate()
             .for_each(|(i, limb)| {
-                let m = ring.modulus(i);
-                let ql_mod = m.reduce(ql.value());
-                let inv = m.inv(ql_mod);
-                let inv_s = m.shoup(inv);
-                let mut tmp: Vec<u64> = last
-                    .iter()
-                    .map(|&v| {
-                        let r = m.reduce(v);
-                        // Centered lift of the last residue, so the division rounds.
-                        if v > half {
-                            m.sub(r, ql_mod)
-                        } else {
-                            r
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ring.modulus(i);
+                        let ql_mod = m.reduce(ql.value());
+                        let inv = m.inv(ql_mod);
+                        let inv_s = m.shoup(inv);
+                        let mut tmp: Vec<u64> = last
+                            .iter()
+                            .map(|&v| {
+                                let r = m.reduce(v);
+                                // Centered lift of the last residue, so the division rounds.
+                                if v > half {
+                                    m.sub(r, ql_mod)
+                                } else {
+                                    r
+                                }
+                            })
+                            .collect();
+                        ring.ntt(i).forward(&mut tmp);
+                        for (o, t) in limb.iter_mut().zip(&tmp) {
+                            *o = m.mul_shoup(m.sub(*o, *t), inv, inv_s);
                         }
-                    })
-                    .collect();
-                ring.ntt(i).forward(&mut tmp);
-                for (o, t) in limb.iter_mut().zip(&tmp) {
-                    *o = m.mul_shoup(m.sub(*o, *t), inv, inv_s);
-                }
+                    },
+                )
             });
         out
     }

@@ -15,6 +15,14 @@ impl Evaluator {
             .ok_or_else(|| CkksError::MissingKey(format!("Galois key for element {g}")))
     }
 
+    /// The Galois keys for `elements` (each checked to exist).
+    pub(crate) fn keys_for(
+        &self,
+        elements: impl Iterator<Item = u64>,
+    ) -> Result<std::collections::BTreeMap<u64, &crate::ckks::keys::SwitchingKey>, CkksError> {
+        elements.map(|g| Ok((g, self.galois_key(g)?))).collect()
+    }
+
     fn apply_galois_decomposed(
         &self,
         ct: &Ciphertext,

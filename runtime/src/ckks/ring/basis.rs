@@ -77,9 +77,14 @@ impl BasisExtender {
         for (i, (yi, xi)) in y.chunks_exact_mut(n).zip(input.chunks_exact(n)).enumerate() {
             let (w, ws) = self.hat_inv[i];
             let m = &self.from[i];
-            for (a, b) in yi.iter_mut().zip(xi) {
-                *a = m.mul_shoup(*b, w, ws);
-            }
+            super::simd::wide(
+                #[inline(always)]
+                || {
+                    for (a, b) in yi.iter_mut().zip(xi) {
+                        *a = m.mul_shoup(*b, w, ws);
+                    }
+                },
+            );
         }
         y
     }
@@ -89,22 +94,17 @@ impl BasisExtender {
     pub fn extend_one(&self, y: &[u64], n: usize, j: usize, out: &mut [u64]) {
         let row = &self.hat_mod[j];
         let pj = &self.to[j];
-        const CHUNK: usize = 256;
-        let mut acc = [0u128; CHUNK];
-        for start in (0..n).step_by(CHUNK) {
-            let len = CHUNK.min(n - start);
-            let acc = &mut acc[..len];
-            acc.fill(0);
-            for (i, &w) in row.iter().enumerate() {
-                let yi = &y[i * n + start..i * n + start + len];
-                for (a, &v) in acc.iter_mut().zip(yi) {
-                    *a += v as u128 * w as u128;
+        // One 128-bit accumulator per coefficient, kept in registers; the
+        // source count is a compile-time constant so the sum is unrolled.
+        macro_rules! dispatch {
+            ($($s:literal)*) => {
+                match row.len() {
+                    $($s => super::simd::wide(#[inline(always)] || extend_kernel::<$s>(y, n, row, pj, out)),)*
+                    _ => unreachable!("at most 16 source primes"),
                 }
-            }
-            for (o, a) in out[start..start + len].iter_mut().zip(acc.iter()) {
-                *o = pj.reduce_u128(*a);
-            }
+            };
         }
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
     }
 
     /// The overflow `u = floor(Σ_i y_i / q_i)` of each coefficient, computed in
@@ -128,13 +128,32 @@ impl BasisExtender {
         let pj = &self.to[j];
         let qm = self.q_mod_to[j];
         let qms = pj.shoup(qm);
-        for (o, &k) in out.iter_mut().zip(u) {
-            *o = pj.sub(*o, pj.mul_shoup(k, qm, qms));
-        }
+        super::simd::wide(
+            #[inline(always)]
+            || {
+                for (o, &k) in out.iter_mut().zip(u) {
+                    *o = pj.sub(*o, pj.mul_shoup(k, qm, qms));
+                }
+            },
+        );
     }
 
     pub fn to_len(&self) -> usize {
         self.to.len()
+    }
+}
+
+/// `out[k] = Σ_i y[i·n + k]·row[i] mod p` for `S` source limbs.
+#[inline(always)]
+fn extend_kernel<const S: usize>(y: &[u64], n: usize, row: &[u64], p: &Modulus, out: &mut [u64]) {
+    let w: [u64; S] = std::array::from_fn(|i| row[i]);
+    let ys: [&[u64]; S] = std::array::from_fn(|i| &y[i * n..(i + 1) * n]);
+    for (k, o) in out[..n].iter_mut().enumerate() {
+        let mut acc = 0u128;
+        for i in 0..S {
+            acc += ys[i][k] as u128 * w[i] as u128;
+        }
+        *o = p.reduce_u128(acc);
     }
 }
 

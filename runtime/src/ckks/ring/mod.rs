@@ -7,6 +7,7 @@ pub mod modulus;
 pub mod ntt;
 pub mod poly;
 pub mod primes;
+pub mod simd;
 
 pub use basis::BasisExtender;
 pub use context::RingContext;

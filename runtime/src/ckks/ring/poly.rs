@@ -3,6 +3,7 @@
 //! `q_0..q_level`, optionally followed by all special primes (`ext`).
 
 use super::context::RingContext;
+use crate::ckks::ring::simd::wide;
 use rayon::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,14 +58,19 @@ impl Poly {
         let mut p = Poly::zero(ctx, level, ext, false);
         let n = p.n;
         p.data.par_chunks_mut(n).enumerate().for_each(|(i, limb)| {
-            let m = ctx.modulus(if i <= level {
-                i
-            } else {
-                ctx.q_count() + i - level - 1
-            });
-            for (o, c) in limb.iter_mut().zip(coeffs) {
-                *o = m.reduce_i64(*c);
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    let m = ctx.modulus(if i <= level {
+                        i
+                    } else {
+                        ctx.q_count() + i - level - 1
+                    });
+                    for (o, c) in limb.iter_mut().zip(coeffs) {
+                        *o = m.reduce_i64(*c);
+                    }
+                },
+            )
         });
         p
     }
@@ -80,7 +86,10 @@ impl Poly {
                 } else {
                     q_count + i - level - 1
                 };
-                f(idx, limb)
+                wide(
+                    #[inline(always)]
+                    || f(idx, limb),
+                )
             });
     }
 
@@ -124,14 +133,19 @@ impl Poly {
             .zip(other.data.par_chunks(n))
             .enumerate()
             .for_each(|(i, (a, b))| {
-                let m = ctx.modulus(if i <= level {
-                    i
-                } else {
-                    q_count + i - level - 1
-                });
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x = f(m, *x, *y);
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ctx.modulus(if i <= level {
+                            i
+                        } else {
+                            q_count + i - level - 1
+                        });
+                        for (x, y) in a.iter_mut().zip(b) {
+                            *x = f(m, *x, *y);
+                        }
+                    },
+                )
             });
     }
 
@@ -159,14 +173,19 @@ impl Poly {
             .zip(a.data.par_chunks(n).zip(b.data.par_chunks(n)))
             .enumerate()
             .for_each(|(i, (o, (x, y)))| {
-                let m = ctx.modulus(if i <= level {
-                    i
-                } else {
-                    q_count + i - level - 1
-                });
-                for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
-                    *o = m.reduce_u128(*o as u128 + *x as u128 * *y as u128);
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        let m = ctx.modulus(if i <= level {
+                            i
+                        } else {
+                            q_count + i - level - 1
+                        });
+                        for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                            *o = m.reduce_u128(*o as u128 + *x as u128 * *y as u128);
+                        }
+                    },
+                )
             });
     }
 
