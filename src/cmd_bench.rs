@@ -145,6 +145,16 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
             r.precision_min_bits[i],
             r.precision_mean_bits[i]
         );
+        let phases: Vec<String> = [
+            "mod_raise",
+            "coeffs_to_slots",
+            "eval_mod",
+            "slots_to_coeffs",
+        ]
+        .iter()
+        .filter_map(|k| Some(format!("{k} {:.2} s", r.phase_s[i].get(*k)?)))
+        .collect();
+        println!("  phases: {}", phases.join(", "));
     }
     if let Some(b) = r.peak_rss_bytes {
         println!("peak resident memory {:.2} GiB", gib(b as f64));

@@ -29,6 +29,9 @@ pub struct BootstrapBenchReport {
     pub galois_keys: usize,
     /// Wall seconds of each bootstrap.
     pub bootstrap_s: Vec<f64>,
+    /// Wall seconds of each phase, per bootstrap (see
+    /// [`Bootstrapper::bootstrap_timed`]).
+    pub phase_s: Vec<std::collections::BTreeMap<String, f64>>,
     /// `−log2` of the largest and of the mean absolute slot error, per run
     /// (uniform random real inputs in `[−1, 1]`).
     pub precision_min_bits: Vec<f64>,
@@ -87,11 +90,13 @@ fn run_inner(
     let dec = Decryptor::new(&params, &sk);
     let n = bs.contract().slots;
     let (mut times, mut min_bits, mut mean_bits) = (Vec::new(), Vec::new(), Vec::new());
+    let mut phases = Vec::new();
     for _ in 0..reps.max(1) {
         let v = random_inputs(n)?;
         let ct = enc.encrypt(&encoder.encode_real(&v, 0, params.default_scale())?);
         let t = Instant::now();
-        let out = bs.bootstrap(&keys, &ct)?;
+        let (out, p) = bs.bootstrap_timed(&keys, &ct)?;
+        phases.push(p.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
         times.push(t.elapsed().as_secs_f64());
         let got = encoder.decode_real(&dec.decrypt(&out));
         let p = precision_real(&v, &got);
@@ -115,6 +120,7 @@ fn run_inner(
         key_bytes: keys.size_bytes(),
         galois_keys: keys.evaluation.galois_elements().len(),
         bootstrap_s: times,
+        phase_s: phases,
         precision_min_bits: min_bits,
         precision_mean_bits: mean_bits,
         peak_rss_bytes: peak_rss(),

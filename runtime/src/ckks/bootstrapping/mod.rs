@@ -122,6 +122,9 @@ impl BootstrapConfig {
     }
 }
 
+/// Wall seconds per named phase of one bootstrap, in order.
+pub type PhaseTimes = Vec<(&'static str, f64)>;
+
 /// The numbers a scheduler plans with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapContract {
@@ -489,6 +492,24 @@ impl Bootstrapper {
         keys: &BootstrappingKeys,
         ct: &Ciphertext,
     ) -> Result<Ciphertext, CkksError> {
+        Ok(self.bootstrap_timed(keys, ct)?.0)
+    }
+
+    /// [`Bootstrapper::bootstrap`], also returning the wall seconds of each
+    /// phase: `mod_raise` (pre-scaling, encapsulation, ModRaise, sub-sum),
+    /// `coeffs_to_slots`, `eval_mod`, `slots_to_coeffs` (with the imaginary
+    /// part's cleaning).
+    pub fn bootstrap_timed(
+        &self,
+        keys: &BootstrappingKeys,
+        ct: &Ciphertext,
+    ) -> Result<(Ciphertext, PhaseTimes), CkksError> {
+        let mut phases = Vec::with_capacity(4);
+        let mut clock = std::time::Instant::now();
+        let mut lap = |name: &'static str| {
+            phases.push((name, clock.elapsed().as_secs_f64()));
+            clock = std::time::Instant::now();
+        };
         if ct.slots() != self.slots {
             return Err(CkksError::Mismatch(format!(
                 "bootstrapper for {} slots, ciphertext has {}",
@@ -525,6 +546,7 @@ impl Bootstrapper {
         }
         x.set_scale(q0 * gap as f64);
         x.slots = self.space;
+        lap("mod_raise");
 
         // 4. CoeffToSlot.
         for lt in &self.cts {
@@ -532,6 +554,7 @@ impl Bootstrapper {
         }
         x.set_scale(self.eval_scale);
         let conj = eval.conjugate(&x)?;
+        lap("coeffs_to_slots");
 
         // 5. EvalMod (6. SlotToCoeff input).
         let mut y = if self.space == self.slots {
@@ -545,6 +568,7 @@ impl Bootstrapper {
         } else {
             self.eval_mod(&eval, &eval.add(&x, &conj)?)?
         };
+        lap("eval_mod");
 
         // 6. SlotToCoeff.
         for lt in &self.stc {
@@ -557,7 +581,8 @@ impl Bootstrapper {
         // StC assumed Δ_eff = target: at output_scale the slots read
         // m·effective/target, so the true scale is output_scale·effective/target.
         y.set_scale(self.output_scale * effective / self.target_message_scale);
-        Ok(y)
+        lap("slots_to_coeffs");
+        Ok((y, phases))
     }
 }
 
