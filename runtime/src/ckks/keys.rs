@@ -76,6 +76,18 @@ pub struct SwitchingKey {
     pub(crate) seeds: Vec<Seed>,
 }
 
+impl SwitchingKey {
+    /// The highest ciphertext level this key switches.
+    pub fn level(&self) -> usize {
+        self.b[0].level
+    }
+
+    /// Bytes held in memory.
+    pub fn size_bytes(&self) -> usize {
+        self.b.iter().chain(&self.a).map(|p| p.data.len() * 8).sum()
+    }
+}
+
 /// The keys an untrusted evaluator needs: relinearisation and Galois keys.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EvaluationKeys {
@@ -168,11 +180,30 @@ impl KeyGenerator {
 
     /// Key switching from `s_from` (NTT over `QP`) to the secret key.
     pub fn gen_switching_key(&mut self, sk: &SecretKey, s_from: &Poly) -> SwitchingKey {
+        let level = self.params.max_level();
+        self.gen_switching_key_at(sk, s_from, level)
+    }
+
+    /// As [`KeyGenerator::gen_switching_key`], for ciphertexts at `level` or
+    /// below only: the key holds the `Q` primes up to `level` (and `P`) and
+    /// only the digits that start at or below it, so it is smaller in
+    /// proportion. Panics when `level` exceeds the chain.
+    pub fn gen_switching_key_at(
+        &mut self,
+        sk: &SecretKey,
+        s_from: &Poly,
+        level: usize,
+    ) -> SwitchingKey {
         let params = self.params.clone();
         let ring = params.ring();
-        let level = ring.max_level();
+        assert!(
+            level <= ring.max_level(),
+            "key level {level} above the chain"
+        );
         let n = ring.n();
-        let digits = params.digits().to_vec();
+        let digits = digits_up_to(&params, level);
+        let mut sk_at = sk.ntt.clone();
+        sk_at.drop_to_level(level);
         let mut key = SwitchingKey {
             b: Vec::new(),
             a: Vec::new(),
@@ -183,7 +214,7 @@ impl KeyGenerator {
             let a = uniform_poly(ring, &seed, level, true);
             let mut b = self.error_poly(level, true);
             let mut as_ = a.clone();
-            as_.mul_assign(ring, &sk.ntt);
+            as_.mul_assign(ring, &sk_at);
             b.sub_assign(ring, &as_);
             for i in d {
                 let m = ring.modulus(i);
@@ -209,9 +240,16 @@ impl KeyGenerator {
 
     /// Key for the automorphism `X ↦ X^g`: switches from `σ_g(s)` to `s`.
     pub fn gen_galois_key(&mut self, sk: &SecretKey, g: u64) -> SwitchingKey {
+        let level = self.params.max_level();
+        self.gen_galois_key_at(sk, g, level)
+    }
+
+    /// [`KeyGenerator::gen_galois_key`] for ciphertexts at `level` or below
+    /// (see [`KeyGenerator::gen_switching_key_at`]).
+    pub fn gen_galois_key_at(&mut self, sk: &SecretKey, g: u64, level: usize) -> SwitchingKey {
         let perm = self.params.ring().galois_permutation(g);
         let sg = sk.ntt.permuted(&perm);
-        self.gen_switching_key(sk, &sg)
+        self.gen_switching_key_at(sk, &sg, level)
     }
 
     /// Relinearisation key plus Galois keys for the given rotations (and
@@ -242,6 +280,17 @@ impl KeyGenerator {
         }
         keys
     }
+}
+
+/// The digits (ranges of `Q` limb indices) a key for ciphertexts at `level`
+/// or below holds: those starting at or below `level`, the last one cut there.
+pub(crate) fn digits_up_to(params: &Parameters, level: usize) -> Vec<std::ops::Range<usize>> {
+    params
+        .digits()
+        .iter()
+        .filter(|d| d.start <= level)
+        .map(|d| d.start..d.end.min(level + 1))
+        .collect()
 }
 
 /// Drops the special-prime limbs of a polynomial.

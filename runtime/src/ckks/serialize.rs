@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 
 pub const MAGIC: &[u8; 8] = b"PRECISCK";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 8 + 2 + 1 + 1 + 8;
 const CHECKSUM_LEN: usize = 32;
 
@@ -341,6 +341,8 @@ pub fn load_public_key<R: Read>(params: &Parameters, r: &mut R) -> Result<Public
 
 #[derive(Serialize, Deserialize)]
 struct SwitchingKeyFile {
+    /// Highest ciphertext level the key switches (keys may be truncated).
+    level: u32,
     seeds: Vec<Seed>,
     b: Vec<Words>,
 }
@@ -354,20 +356,27 @@ struct EvaluationKeysFile {
 
 fn swk_file(k: &SwitchingKey) -> SwitchingKeyFile {
     SwitchingKeyFile {
+        level: k.level() as u32,
         seeds: k.seeds.clone(),
         b: k.b.iter().map(poly_words).collect(),
     }
 }
 
 fn swk_from_file(params: &Parameters, f: SwitchingKeyFile) -> Result<SwitchingKey, CkksError> {
-    let dnum = params.digits().len();
+    let level = f.level as usize;
+    if level > params.max_level() {
+        return Err(bad(format!(
+            "switching key level {level} above the parameters' maximum {}",
+            params.max_level()
+        )));
+    }
+    let dnum = super::keys::digits_up_to(params, level).len();
     if f.seeds.len() != dnum || f.b.len() != dnum {
         return Err(bad(format!(
-            "switching key has {} digits, expected {dnum}",
+            "switching key at level {level} has {} digits, expected {dnum}",
             f.b.len()
         )));
     }
-    let level = params.max_level();
     let ring = params.ring();
     Ok(SwitchingKey {
         a: f.seeds

@@ -155,11 +155,8 @@ impl BootstrappingKeys {
     /// Bytes held in memory by all keys.
     pub fn size_bytes(&self) -> usize {
         let ev = &self.evaluation;
-        let sk = |k: &crate::ckks::SwitchingKey| -> usize {
-            k.b.iter().chain(&k.a).map(|p| p.data.len() * 8).sum()
-        };
-        ev.relin.as_ref().map_or(0, sk)
-            + ev.galois.values().map(sk).sum::<usize>()
+        ev.relin.as_ref().map_or(0, |k| k.size_bytes())
+            + ev.galois.values().map(|k| k.size_bytes()).sum::<usize>()
             + self.encapsulation.size_bytes()
     }
 }
@@ -187,41 +184,26 @@ pub struct Bootstrapper {
     contract: BootstrapContract,
 }
 
-/// Baby-step count for a transform whose offsets are multiples of `unit` in
-/// `(−span·unit, span·unit)`: about the square root of the `2·span` offsets.
+/// Baby-step count `n1` for a transform with the diagonals `diags`: the
+/// power of two that needs the fewest distinct rotations (baby steps
+/// `k mod n1` plus giant steps `k − k mod n1`, so the fewest Galois keys),
+/// ties broken by the cost of evaluation, a giant step (decomposition, key
+/// product, ModDown) counting as about three baby steps (a key product).
 fn baby_steps(diags: &Diagonals, space: usize) -> usize {
-    let signed: Vec<i64> = diags
-        .keys()
-        .map(|&k| {
-            if k > space / 2 {
-                k as i64 - space as i64
-            } else {
-                k as i64
-            }
-        })
-        .collect();
-    let unit = signed
-        .iter()
-        .filter(|&&k| k != 0)
-        .map(|k| k.unsigned_abs() as usize)
-        .fold(0, gcd)
-        .max(1);
-    // Counted in units, the offsets span (max − min)/unit + 1 positions.
-    let (lo, hi) = (
-        signed.iter().copied().min().unwrap_or(0),
-        signed.iter().copied().max().unwrap_or(0),
-    );
-    let positions = ((hi - lo) as usize / unit + 1).max(1);
-    let babies = ((positions as f64).sqrt().ceil() as usize).next_power_of_two();
-    (babies * unit.next_power_of_two()).min(space)
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
+    let count = |n1: usize| {
+        let babies: std::collections::BTreeSet<usize> =
+            diags.keys().map(|&k| k % n1).filter(|&b| b != 0).collect();
+        let giants: std::collections::BTreeSet<usize> = diags
+            .keys()
+            .map(|&k| k - k % n1)
+            .filter(|&g| g != 0)
+            .collect();
+        (babies.len() + giants.len(), babies.len() + 3 * giants.len())
+    };
+    (0..=space.trailing_zeros())
+        .map(|e| 1usize << e)
+        .min_by_key(|&n1| count(n1))
+        .unwrap_or(1)
 }
 
 impl Bootstrapper {
@@ -442,18 +424,38 @@ impl Bootstrapper {
 
     /// Galois elements of the keys bootstrapping needs (rotations and conjugation).
     pub fn galois_elements(&self) -> Vec<u64> {
+        self.galois_key_levels().into_keys().collect()
+    }
+
+    /// For each Galois element bootstrapping uses, the highest level of a
+    /// ciphertext it is applied to: keys used only by SlotToCoeff (low in the
+    /// chain) can then be generated at that level, with fewer limbs and digits.
+    pub fn galois_key_levels(&self) -> std::collections::BTreeMap<u64, usize> {
         let n = self.params.n();
-        let mut g: Vec<u64> = self
-            .contract
-            .rotations
-            .iter()
-            .map(|&k| galois_element_for_rotation(n, k))
-            .chain([galois_element_conjugate(n)])
-            .filter(|&g| g != 1)
-            .collect();
-        g.sort();
-        g.dedup();
-        g
+        let top = self.params.max_level();
+        let mut levels = std::collections::BTreeMap::new();
+        let mut need = |g: u64, level: usize| {
+            if g != 1 {
+                let l = levels.entry(g).or_insert(level);
+                *l = (*l).max(level);
+            }
+        };
+        let gap = n / 2 / self.slots;
+        for i in 0..gap.trailing_zeros() {
+            need(
+                galois_element_for_rotation(n, (self.slots << i) as i64),
+                top,
+            );
+        }
+        for lt in self.cts.iter().chain(&self.stc) {
+            for k in lt.rotations() {
+                need(galois_element_for_rotation(n, k), lt.level());
+            }
+        }
+        // Conjugation splits real and imaginary parts after CoeffToSlot (and
+        // cleans the imaginary part at the output, lower).
+        need(galois_element_conjugate(n), top - self.config.cts_levels);
+        levels
     }
 
     /// Bytes held by the encoded transforms.
@@ -623,14 +625,19 @@ pub const PRECISION_MARGIN_BITS: f64 = 3.0;
 
 impl KeyGenerator {
     /// The keys `bootstrapper` needs: relinearisation, its Galois keys
-    /// (rotations and conjugation, nothing else) and the encapsulation keys.
+    /// (rotations and conjugation, nothing else, each only up to the level it
+    /// is used at) and the encapsulation keys.
     pub fn gen_bootstrapping_keys(
         &mut self,
         sk: &SecretKey,
         bootstrapper: &Bootstrapper,
     ) -> Result<BootstrappingKeys, CkksError> {
-        let rotations = &bootstrapper.contract.rotations;
-        let evaluation = self.gen_evaluation_keys(sk, rotations, true);
+        let mut evaluation = EvaluationKeys::default();
+        evaluation.set_relinearization_key(self.gen_relinearization_key(sk));
+        for (g, level) in bootstrapper.galois_key_levels() {
+            let key = self.gen_galois_key_at(sk, g, level);
+            evaluation.insert_galois(g, key);
+        }
         let encapsulation =
             self.gen_encapsulation_keys(sk, bootstrapper.config.ephemeral_hamming_weight)?;
         Ok(BootstrappingKeys {

@@ -148,6 +148,29 @@ fn only_the_needed_galois_keys_are_generated() {
     have.sort();
     assert_eq!(want, have);
     assert!(s.keys.evaluation.has_relinearization_key());
+    // Each key reaches exactly the level it is used at: keys only SlotToCoeff
+    // uses (sparse packing has such) are truncated, the others are not.
+    let levels = s.bs.galois_key_levels();
+    let top = s.bs.params().max_level();
+    for (g, key) in &s.keys.evaluation.galois {
+        assert_eq!(key.level(), levels[g], "element {g}");
+    }
+    assert!(levels.values().any(|&l| l < top), "some key is truncated");
+    assert!(levels.values().any(|&l| l == top));
+    // A truncated key refuses a ciphertext above its level (no panic).
+    let (&g, &level) = levels.iter().find(|(_, &l)| l < top).unwrap();
+    let eval = Evaluator::new(s.bs.params(), Some(s.keys.evaluation.clone()));
+    let ct = s.encrypt_at(&real_values(32, 2), level + 1);
+    let err = eval.apply_galois(&ct, g).unwrap_err().to_string();
+    assert!(err.contains(&format!("reaches level {level}")), "{err}");
+    assert!(eval.apply_galois(&eval.drop_level(&ct, level), g).is_ok());
+    // Truncated keys survive a save/load round trip.
+    let mut buf = Vec::new();
+    crate::ckks::serialize::save_evaluation_keys(s.bs.params(), &s.keys.evaluation, &mut buf)
+        .unwrap();
+    let back =
+        crate::ckks::serialize::load_evaluation_keys(s.bs.params(), &mut buf.as_slice()).unwrap();
+    assert_eq!(&back, s.keys.evaluation.as_ref());
 }
 
 #[test]

@@ -400,6 +400,7 @@ impl Evaluator {
                 .chain(lt.groups.keys())
                 .filter(|&&k| k != 0)
                 .map(|&k| element(k)),
+            level,
         )?;
 
         // Baby steps: P·rot_i(ct) over Q_ℓ·P from one decomposition.

@@ -8,19 +8,35 @@ use crate::ckks::keys::{galois_element_conjugate, galois_element_for_rotation};
 use crate::ckks::CkksError;
 
 impl Evaluator {
-    fn galois_key(&self, g: u64) -> Result<&crate::ckks::keys::SwitchingKey, CkksError> {
-        self.keys()?
+    /// The Galois key for `g`, checked to reach ciphertexts at `level`.
+    fn galois_key(
+        &self,
+        g: u64,
+        level: usize,
+    ) -> Result<&crate::ckks::keys::SwitchingKey, CkksError> {
+        let key = self
+            .keys()?
             .galois
             .get(&g)
-            .ok_or_else(|| CkksError::MissingKey(format!("Galois key for element {g}")))
+            .ok_or_else(|| CkksError::MissingKey(format!("Galois key for element {g}")))?;
+        if key.level() < level {
+            return Err(CkksError::MissingKey(format!(
+                "Galois key for element {g} reaches level {}, the ciphertext is at level {level}",
+                key.level()
+            )));
+        }
+        Ok(key)
     }
 
-    /// The Galois keys for `elements` (each checked to exist).
+    /// The Galois keys for `elements`, each checked to exist and reach `level`.
     pub(crate) fn keys_for(
         &self,
         elements: impl Iterator<Item = u64>,
+        level: usize,
     ) -> Result<std::collections::BTreeMap<u64, &crate::ckks::keys::SwitchingKey>, CkksError> {
-        elements.map(|g| Ok((g, self.galois_key(g)?))).collect()
+        elements
+            .map(|g| Ok((g, self.galois_key(g, level)?)))
+            .collect()
     }
 
     fn apply_galois_decomposed(
@@ -30,7 +46,7 @@ impl Evaluator {
         g: u64,
     ) -> Result<Ciphertext, CkksError> {
         let ring = self.params.ring();
-        let key = self.galois_key(g)?;
+        let key = self.galois_key(g, ct.level())?;
         let perm = ring.galois_permutation(g);
         let (k0, k1) = self.key_inner_product(dec, key, Some(&perm));
         let (k0, k1) = rayon::join(|| self.mod_down(k0), || self.mod_down(k1));
@@ -50,7 +66,7 @@ impl Evaluator {
         if g % (2 * self.params.n() as u64) == 1 {
             return Ok(ct.clone());
         }
-        self.galois_key(g)?;
+        self.galois_key(g, ct.level())?;
         let dec = self.decompose(&ct.c1);
         self.apply_galois_decomposed(ct, &dec, g)
     }
@@ -79,7 +95,7 @@ impl Evaluator {
             .collect();
         for &g in &gs {
             if g != 1 {
-                self.galois_key(g)?;
+                self.galois_key(g, ct.level())?;
             }
         }
         let dec = self.decompose(&ct.c1);
