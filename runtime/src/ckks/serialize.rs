@@ -9,6 +9,8 @@
 //! The secret key has a file kind of its own, and every loader checks the
 //! kind, so a secret-key file cannot be loaded as a public or evaluation key.
 
+use super::bootstrapping::encapsulation::{DenseToSparseKey, EncapsulationKeys};
+use super::bootstrapping::BootstrappingKeys;
 use super::encryption::Ciphertext;
 use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
 use super::params::{Parameters, ParametersLiteral};
@@ -32,6 +34,7 @@ pub enum FileKind {
     EvaluationKeys = 3,
     Ciphertext = 4,
     SecretKey = 5,
+    BootstrappingKeys = 6,
 }
 
 impl FileKind {
@@ -42,6 +45,7 @@ impl FileKind {
             3 => FileKind::EvaluationKeys,
             4 => FileKind::Ciphertext,
             5 => FileKind::SecretKey,
+            6 => FileKind::BootstrappingKeys,
             _ => return None,
         })
     }
@@ -52,6 +56,7 @@ impl FileKind {
             FileKind::EvaluationKeys => "evaluation keys",
             FileKind::Ciphertext => "a ciphertext",
             FileKind::SecretKey => "a SECRET key",
+            FileKind::BootstrappingKeys => "bootstrapping keys",
         }
     }
 }
@@ -410,7 +415,13 @@ pub fn load_evaluation_keys<R: Read>(
     r: &mut R,
 ) -> Result<EvaluationKeys, CkksError> {
     let payload = read_container(r, FileKind::EvaluationKeys)?;
-    let f: EvaluationKeysFile = decode(&payload)?;
+    evaluation_keys_from_file(params, decode(&payload)?)
+}
+
+fn evaluation_keys_from_file(
+    params: &Parameters,
+    f: EvaluationKeysFile,
+) -> Result<EvaluationKeys, CkksError> {
     check_params_id(params, &f.params)?;
     let two_n = 2 * params.n() as u64;
     let mut keys = EvaluationKeys::default();
@@ -424,6 +435,82 @@ pub fn load_evaluation_keys<R: Read>(
         keys.galois.insert(g, swk_from_file(params, k)?);
     }
     Ok(keys)
+}
+
+#[derive(Serialize, Deserialize)]
+struct BootstrappingKeysFile {
+    evaluation: EvaluationKeysFile,
+    /// Dense → sparse key: residues modulo `q_0` and `p_0` of `b`, then of `a`.
+    to_sparse_b: [Words; 2],
+    to_sparse_a: [Words; 2],
+    to_dense: SwitchingKeyFile,
+}
+
+/// Saves the keys a server needs to bootstrap (relinearisation, Galois and
+/// encapsulation keys; no secret).
+pub fn save_bootstrapping_keys<W: Write>(
+    params: &Parameters,
+    keys: &BootstrappingKeys,
+    w: &mut W,
+) -> Result<(), CkksError> {
+    let ev = &keys.evaluation;
+    let enc = &keys.encapsulation;
+    let words = |v: &Vec<u64>| Words(v.clone());
+    let f = BootstrappingKeysFile {
+        evaluation: EvaluationKeysFile {
+            params: params_id(params),
+            relin: ev.relin.as_ref().map(swk_file),
+            galois: ev.galois.iter().map(|(g, k)| (*g, swk_file(k))).collect(),
+        },
+        to_sparse_b: [words(&enc.to_sparse.b[0]), words(&enc.to_sparse.b[1])],
+        to_sparse_a: [words(&enc.to_sparse.a[0]), words(&enc.to_sparse.a[1])],
+        to_dense: swk_file(&enc.to_dense),
+    };
+    write_container(w, FileKind::BootstrappingKeys, &encode(&f))
+}
+
+pub fn load_bootstrapping_keys<R: Read>(
+    params: &Parameters,
+    r: &mut R,
+) -> Result<BootstrappingKeys, CkksError> {
+    let payload = read_container(r, FileKind::BootstrappingKeys)?;
+    let f: BootstrappingKeysFile = decode(&payload)?;
+    let evaluation = evaluation_keys_from_file(params, f.evaluation)?;
+    if params.p().is_empty() {
+        return Err(bad(
+            "bootstrapping keys need parameters with a special prime",
+        ));
+    }
+    let moduli = [params.q()[0], params.p()[0]];
+    let residues = |w: [Words; 2], what: &str| -> Result<[Vec<u64>; 2], CkksError> {
+        let [x, y] = w;
+        for (v, &q) in [&x.0, &y.0].into_iter().zip(&moduli) {
+            if v.len() != params.n() || v.iter().any(|&r| r >= q) {
+                return Err(bad(format!(
+                    "encapsulation key {what}: expected {} residues below its modulus",
+                    params.n()
+                )));
+            }
+        }
+        Ok([x.0, y.0])
+    };
+    let to_sparse = DenseToSparseKey {
+        b: residues(f.to_sparse_b, "b")?,
+        a: residues(f.to_sparse_a, "a")?,
+    };
+    let to_dense = swk_from_file(params, f.to_dense)?;
+    if to_dense.level() != params.max_level() {
+        return Err(bad(
+            "encapsulation key (sparse → dense) must reach the top level",
+        ));
+    }
+    Ok(BootstrappingKeys {
+        evaluation: std::sync::Arc::new(evaluation),
+        encapsulation: EncapsulationKeys {
+            to_sparse,
+            to_dense,
+        },
+    })
 }
 
 #[derive(Serialize, Deserialize)]

@@ -221,3 +221,37 @@ fn inputs_with_a_computed_scale_keep_precision() {
         "{bits:.1} bits"
     );
 }
+
+#[test]
+fn bootstrapping_keys_survive_a_file_round_trip() {
+    use crate::ckks::serialize::{
+        load_bootstrapping_keys, load_evaluation_keys, save_bootstrapping_keys,
+    };
+    let mut s = setup(10, BootstrapConfig::new(5), 1);
+    let mut file = Vec::new();
+    save_bootstrapping_keys(&s.params, &s.keys, &mut file).unwrap();
+    s.keys = load_bootstrapping_keys(&s.params, &mut file.as_slice()).unwrap();
+    let bits = check(&s, 7);
+    assert!(
+        bits >= s.bs.contract().output_precision_bits,
+        "{bits:.1} bits"
+    );
+    // The wrong kind, a flipped byte and a truncation are refused by name.
+    let err = load_evaluation_keys(&s.params, &mut file.as_slice())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bootstrapping keys"), "{err}");
+    let mut corrupt = file.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 1;
+    let err = load_bootstrapping_keys(&s.params, &mut corrupt.as_slice())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("checksum"), "{err}");
+    let err = load_bootstrapping_keys(&s.params, &mut &file[..file.len() - 100])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("truncated"), "{err}");
+}
