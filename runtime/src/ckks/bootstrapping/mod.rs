@@ -353,7 +353,8 @@ impl Bootstrapper {
         rotations.sort();
         rotations.dedup();
 
-        let output_precision_bits = estimate_precision(params, &config, &cosine, slots, eval_scale);
+        let output_precision_bits =
+            estimate_precision(params, &config, &cosine, slots, eval_scale, output_scale);
         let contract = BootstrapContract {
             slots,
             depth,
@@ -596,28 +597,38 @@ impl Bootstrapper {
 ///   multiplies what it inherits by up to 4;
 /// * the truncated cosine, amplified the same way;
 /// * SlotToCoeff sums `2n` coefficients with unit weights and scales by
-///   `q_0/(2π·Δ_eff) = 2^ρ/(2π)`.
+///   `q_0/(2π·Δ_eff) = 2^ρ/(2π)`;
+/// * the rounding of the last rescale, at the output scale `Δ_out`: per
+///   slot `√N·√(N/18)/Δ_out`, `1/√2` of it in the real part. Negligible at
+///   `Δ_out = 2^40`, it dominates at `2^36` (the `levels16` preset).
 ///
 /// The largest of `2n` roughly Gaussian errors is taken as 4.5 standard
-/// deviations. The model leaves out the key-switching and BSGS noise of the
-/// transforms; against measurements it was up to 2 bits optimistic at
-/// `N = 2^16` (BENCHMARKS.md) and 2.6 bits at `N = 2^11` (the tests), so
-/// the stated figure is the model's minus [`PRECISION_MARGIN_BITS`].
+/// deviations. The EvalMod part leaves out the key-switching and BSGS noise
+/// of the transforms; against measurements it was up to 2 bits optimistic at
+/// `N = 2^16` (BENCHMARKS.md) and 2.6 bits at `N = 2^11` (the tests), so its
+/// standard deviation is multiplied by `2^PRECISION_MARGIN_BITS` before the
+/// two parts are added in quadrature.
 fn estimate_precision(
     params: &Parameters,
     config: &BootstrapConfig,
     cosine: &CosineApprox,
     slots: usize,
     eval_scale: f64,
+    output_scale: f64,
 ) -> f64 {
     let n = params.n() as f64;
-    let per_slot_noise = (n / 18.0).sqrt() * n.sqrt() / eval_scale;
+    let rounding = (n / 18.0).sqrt() * n.sqrt();
+    let per_slot_noise = rounding / eval_scale;
     let amplification = 4f64.powi(config.double_angle as i32);
     let sine_error = amplification * (3.0 * per_slot_noise + cosine.truncation_error);
     let coeffs = (2 * slots) as f64;
     let ratio = 2f64.powi(config.log_message_ratio as i32);
-    let std = sine_error / (2.0 * std::f64::consts::PI) * ratio * coeffs.sqrt();
-    -(4.5 * std).log2() - PRECISION_MARGIN_BITS
+    let eval_mod_std = sine_error / (2.0 * std::f64::consts::PI)
+        * ratio
+        * coeffs.sqrt()
+        * 2f64.powf(PRECISION_MARGIN_BITS);
+    let output_std = rounding / output_scale / std::f64::consts::SQRT_2;
+    -(4.5 * eval_mod_std.hypot(output_std)).log2()
 }
 
 /// Bits subtracted from the error model's precision (see `estimate_precision`).

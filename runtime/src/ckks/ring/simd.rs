@@ -9,6 +9,8 @@
 //! inlined there and compiled with them (`mulx`, `adcx`, `vpmullq`, 512-bit
 //! vectors). Elsewhere the closure runs as compiled for the baseline.
 //! Results are identical either way: only instruction selection changes.
+//! Setting the environment variable `PRECIS_BASELINE_KERNELS=1` forces the
+//! baseline path (to compare the two, or to rule the dispatch out).
 
 /// Runs `f`, compiled with x86-64-v4 features when the CPU supports them.
 /// `f` should do its work inline (the per-element arithmetic marked
@@ -30,7 +32,8 @@ fn has_v4() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx512f")
+        std::env::var_os("PRECIS_BASELINE_KERNELS").is_none_or(|v| v != "1")
+            && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512dq")
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512bw")
