@@ -172,9 +172,7 @@ impl KeyGenerator {
         let seed = self.rng.seed();
         let a = uniform_poly(ring, &seed, level, true);
         let mut b = self.error_poly(level, true);
-        let mut as_ = a.clone();
-        as_.mul_assign(ring, &sk.ntt);
-        b.sub_assign(ring, &as_);
+        b.sub_mul_assign(ring, &a, &sk.ntt);
         PublicKey { b, a, seed }
     }
 
@@ -213,9 +211,7 @@ impl KeyGenerator {
             let seed = self.rng.seed();
             let a = uniform_poly(ring, &seed, level, true);
             let mut b = self.error_poly(level, true);
-            let mut as_ = a.clone();
-            as_.mul_assign(ring, &sk_at);
-            b.sub_assign(ring, &as_);
+            b.sub_mul_assign(ring, &a, &sk_at);
             for i in d {
                 let m = ring.modulus(i);
                 let pm = params.p_mod_q()[i];

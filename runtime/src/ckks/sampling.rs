@@ -57,18 +57,29 @@ impl Prng {
 }
 
 /// Uniform polynomial expanded from `seed`, directly in the NTT domain (a uniform
-/// vector of evaluations is a uniform polynomial). Limb `i` is drawn in limb order,
-/// so the same seed gives the same limbs at every level.
+/// vector of evaluations is a uniform polynomial). The limb of modulus `i`
+/// (index into the ring's moduli) is drawn from ChaCha20 stream `i` of the
+/// seed, so limbs are drawn in parallel and the same seed gives the same
+/// limb for a modulus at every level, with or without the special primes.
 pub fn uniform_poly(ctx: &RingContext, seed: &Seed, level: usize, ext: bool) -> Poly {
+    use rayon::prelude::*;
     let mut p = Poly::zero(ctx, level, ext, true);
-    let mut rng = Prng::from_seed(*seed);
     let n = ctx.n();
-    for i in 0..p.limb_count() {
-        let q = ctx.modulus(p.modulus_index(ctx, i)).value();
-        for x in &mut p.data[i * n..(i + 1) * n] {
+    let q_count = ctx.q_count();
+    p.data.par_chunks_mut(n).enumerate().for_each(|(i, limb)| {
+        let mi = if i <= level {
+            i
+        } else {
+            q_count + i - level - 1
+        };
+        let mut chacha = ChaCha20Rng::from_seed(*seed);
+        chacha.set_stream(mi as u64);
+        let mut rng = Prng(chacha);
+        let q = ctx.modulus(mi).value();
+        for x in limb.iter_mut() {
             *x = rng.below(q);
         }
-    }
+    });
     p
 }
 

@@ -189,6 +189,32 @@ impl Poly {
             });
     }
 
+    /// `self -= a * b` pointwise (NTT domain).
+    pub fn sub_mul_assign(&mut self, ctx: &RingContext, a: &Poly, b: &Poly) {
+        self.check_compatible(a);
+        a.check_compatible(b);
+        let (n, level, q_count) = (self.n, self.level, ctx.q_count());
+        self.data
+            .par_chunks_mut(n)
+            .zip(a.data.par_chunks(n).zip(b.data.par_chunks(n)))
+            .enumerate()
+            .for_each(|(i, (o, (x, y)))| {
+                let m = ctx.modulus(if i <= level {
+                    i
+                } else {
+                    q_count + i - level - 1
+                });
+                wide(
+                    #[inline(always)]
+                    || {
+                        for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                            *o = m.sub(*o, m.mul(*x, *y));
+                        }
+                    },
+                )
+            });
+    }
+
     pub fn neg_assign(&mut self, ctx: &RingContext) {
         self.for_each_limb(ctx, |m, limb| {
             let m = ctx.modulus(m);
