@@ -468,6 +468,19 @@ fn ckks_linear_transform_bsgs_matches_matrix_vector_product() {
         .rescale(&eval.linear_transform(&ct, &compact).unwrap())
         .unwrap();
     assert_eq!(again, out);
+
+    // A ciphertext below the transform's level: both forms drop to it.
+    let low = eval.drop_level(&ct, top - 1);
+    let out_low = eval
+        .rescale(&eval.linear_transform(&low, &lt).unwrap())
+        .unwrap();
+    let got_low = enc.decode(&Decryptor::new(&params, &sk).decrypt(&out_low));
+    let p_low = precision(&want, &got_low);
+    assert!(bits(&p_low) >= 20.0, "{p_low:?}");
+    let again_low = eval
+        .rescale(&eval.linear_transform(&low, &compact).unwrap())
+        .unwrap();
+    assert_eq!(again_low, out_low);
 }
 
 #[test]
