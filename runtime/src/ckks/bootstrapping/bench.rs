@@ -47,6 +47,16 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Memory the kernel could give this process (Linux `MemAvailable`), bytes.
+fn available_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Uniform values in `[−1, 1]` from the operating system's generator.
 fn random_inputs(n: usize) -> Result<Vec<f64>, CkksError> {
     let mut rng = crate::ckks::sampling::Prng::from_entropy()?;
@@ -78,6 +88,20 @@ fn run_inner(
     let t = Instant::now();
     let bs = Bootstrapper::new(&params, config)?;
     let precompute_s = t.elapsed().as_secs_f64();
+
+    // Refuse up front rather than be killed for memory halfway through.
+    let needed = bs.key_bytes() + bs.size_bytes();
+    if let Some(available) = available_memory() {
+        if needed as f64 > 0.9 * available as f64 {
+            return Err(CkksError::InvalidArgument(format!(
+                "preset {} with 2^{log_slots} slots needs {:.1} GiB for its keys and \
+                 diagonals, {:.1} GiB of memory is available",
+                preset.name(),
+                needed as f64 / GIB,
+                available as f64 / GIB
+            )));
+        }
+    }
 
     let mut kg = KeyGenerator::new(&params)?;
     let sk = kg.gen_secret_key();

@@ -459,6 +459,26 @@ impl Bootstrapper {
         levels
     }
 
+    /// Bytes the keys of [`KeyGenerator::gen_bootstrapping_keys`] will take
+    /// in memory, known before generating them.
+    pub fn key_bytes(&self) -> usize {
+        let params = &self.params;
+        let n = params.n();
+        let switching_key = |level: usize| {
+            let digits = crate::ckks::keys::digits_up_to(params, level).len();
+            digits * 2 * (level + 1 + params.p().len()) * n * 8
+        };
+        let top = params.max_level();
+        let galois: usize = self
+            .galois_key_levels()
+            .values()
+            .map(|&l| switching_key(l))
+            .sum();
+        // Relinearisation and sparse → dense keys at the top; the dense →
+        // sparse key holds `b` and `a` modulo q_0 and p_0.
+        galois + 2 * switching_key(top) + 4 * n * 8
+    }
+
     /// Bytes held by the encoded transforms.
     pub fn size_bytes(&self) -> usize {
         self.cts
@@ -598,9 +618,12 @@ impl Bootstrapper {
 /// * the truncated cosine, amplified the same way;
 /// * SlotToCoeff sums `2n` coefficients with unit weights and scales by
 ///   `q_0/(2π·Δ_eff) = 2^ρ/(2π)`;
-/// * the rounding of the last rescale, at the output scale `Δ_out`: per
-///   slot `√N·√(N/18)/Δ_out`, `1/√2` of it in the real part. Negligible at
-///   `Δ_out = 2^40`, it dominates at `2^36` (the `levels16` preset).
+/// * the roundings at the output scale `Δ_out`: the last rescale's `e_1`
+///   and the ModDown of the conjugation that cleans the imaginary part,
+///   `e_2`; the output is `2·Re(y) + e_2`, so the real part carries
+///   `√(2 + 1/2)` times one rounding, per slot `√(2n)·√(N/18)/Δ_out` (only the
+///   `2n` coefficients of the slots' subring reach them). Negligible at
+///   `Δ_out = 2^40`, it is most of the error at `2^36` (`levels16`).
 ///
 /// The largest of `2n` roughly Gaussian errors is taken as 4.5 standard
 /// deviations. The EvalMod part leaves out the key-switching and BSGS noise
@@ -627,7 +650,7 @@ fn estimate_precision(
         * ratio
         * coeffs.sqrt()
         * 2f64.powf(PRECISION_MARGIN_BITS);
-    let output_std = rounding / output_scale / std::f64::consts::SQRT_2;
+    let output_std = (n / 18.0).sqrt() * coeffs.sqrt() * 2.5f64.sqrt() / output_scale;
     -(4.5 * eval_mod_std.hypot(output_std)).log2()
 }
 

@@ -156,6 +156,7 @@ fn only_the_needed_galois_keys_are_generated() {
         assert_eq!(key.level(), levels[g], "element {g}");
     }
     assert!(levels.values().any(|&l| l < top), "some key is truncated");
+    assert_eq!(s.bs.key_bytes(), s.keys.size_bytes());
     assert!(levels.values().any(|&l| l == top));
     // A truncated key refuses a ciphertext above its level (no panic).
     let (&g, &level) = levels.iter().find(|(_, &l)| l < top).unwrap();
