@@ -610,27 +610,32 @@ impl Bootstrapper {
 }
 
 /// Error model behind [`BootstrapContract::output_precision_bits`], in slot
-/// units for inputs in `[−1, 1]`:
-/// * rounding noise of a rescale at scale `S`: per coefficient `√(N/18)` (a
-///   ternary secret times `±1/2` roundings), per slot `√N` times that over `S`;
-///   EvalMod's polynomial output carries a few of these, and each double angle
-///   multiplies what it inherits by up to 4;
-/// * the truncated cosine, amplified the same way;
-/// * SlotToCoeff sums `2n` coefficients with unit weights and scales by
-///   `q_0/(2π·Δ_eff) = 2^ρ/(2π)`;
-/// * the roundings at the output scale `Δ_out`: the last rescale's `e_1`
-///   and the ModDown of the conjugation that cleans the imaginary part,
-///   `e_2`; the output is `2·Re(y) + e_2`, so the real part carries
-///   `√(2 + 1/2)` times one rounding, per slot `√(2n)·√(N/18)/Δ_out` (only the
-///   `2n` coefficients of the slots' subring reach them). Negligible at
+/// units for inputs in `[−1, 1]`, as the largest error over the `n` slots:
+///
+/// * **EvalMod part.** Rounding noise of a rescale at scale `S`: per
+///   coefficient `√(N/18)` (a ternary secret times `±1/2` roundings), per slot
+///   `√N` times that over `S`. EvalMod's polynomial output carries a few of
+///   these, each double angle multiplies what it inherits by up to 4, and the
+///   truncated cosine is amplified the same way. SlotToCoeff sums `2n`
+///   coefficients with unit weights and scales by `q_0/(2π·Δ_eff) = 2^ρ/(2π)`;
+///   that mixing makes the slot errors Gaussian, and their largest is taken
+///   as 4.5 standard deviations. This part leaves out the key-switching and
+///   BSGS noise of the transforms; against measurements it was up to 2 bits
+///   optimistic at `N = 2^16` and 2.6 bits at `N = 2^11`, so its standard
+///   deviation is multiplied by `2^PRECISION_MARGIN_BITS`.
+/// * **Output part.** The roundings at the output scale `Δ_out`: the last
+///   rescale's `e_1` and the ModDown of the conjugation that cleans the
+///   imaginary part, `e_2`. The output is `2·Re(y) + e_2`, so the real part
+///   carries `√(2 + 1/2)` times one rounding: per slot
+///   `√(2n)·√(N/18)/Δ_out` (only the `2n` coefficients of the slots' subring
+///   reach them), times [`OUTPUT_ROUNDING_EXCESS`]. These errors arise in
+///   the slots themselves, where a rounding `e·s` is the product of two
+///   slot values, `e(ζ)·s(ζ)`: its real part is Laplace-distributed, not
+///   Gaussian, so the largest of `n` lies near `σ/√2·(ln n + 3)` (the `+ 3`
+///   leaves a few percent chance of exceeding it). Negligible at
 ///   `Δ_out = 2^40`, it is most of the error at `2^36` (`levels16`).
 ///
-/// The largest of `2n` roughly Gaussian errors is taken as 4.5 standard
-/// deviations. The EvalMod part leaves out the key-switching and BSGS noise
-/// of the transforms; against measurements it was up to 2 bits optimistic at
-/// `N = 2^16` (BENCHMARKS.md) and 2.6 bits at `N = 2^11` (the tests), so its
-/// standard deviation is multiplied by `2^PRECISION_MARGIN_BITS` before the
-/// two parts are added in quadrature.
+/// The two parts are added in quadrature.
 fn estimate_precision(
     params: &Parameters,
     config: &BootstrapConfig,
@@ -650,9 +655,18 @@ fn estimate_precision(
         * ratio
         * coeffs.sqrt()
         * 2f64.powf(PRECISION_MARGIN_BITS);
-    let output_std = (n / 18.0).sqrt() * coeffs.sqrt() * 2.5f64.sqrt() / output_scale;
-    -(4.5 * eval_mod_std.hypot(output_std)).log2()
+    let output_std =
+        OUTPUT_ROUNDING_EXCESS * (n / 18.0).sqrt() * coeffs.sqrt() * 2.5f64.sqrt() / output_scale;
+    let output_max = output_std / std::f64::consts::SQRT_2 * ((slots as f64).ln() + 3.0);
+    -(4.5 * eval_mod_std).hypot(output_max).log2()
 }
+
+/// Factor on the two-rounding estimate of the output noise: at N = 2^13,
+/// full slots, 2^36 output scale and 36-bit SlotToCoeff primes, the standard
+/// deviation of the slot errors was 2^-23.84, 1.5 times the estimate; with
+/// 41- or 46-bit SlotToCoeff primes it matched the estimate (2^-24.43), so the
+/// excess is the quantisation of SlotToCoeff's plaintexts (~2^28 scale there).
+const OUTPUT_ROUNDING_EXCESS: f64 = 1.5;
 
 /// Bits subtracted from the error model's precision (see `estimate_precision`).
 pub const PRECISION_MARGIN_BITS: f64 = 3.0;

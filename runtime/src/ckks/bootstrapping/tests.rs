@@ -256,3 +256,42 @@ fn bootstrapping_keys_survive_a_file_round_trip() {
         .to_string();
     assert!(err.contains("truncated"), "{err}");
 }
+
+/// At a 2^36 output scale (the `levels16` preset's) the output roundings
+/// dominate and their slot errors are heavy-tailed (a rounding times the
+/// secret, both slot values): the contract must still hold.
+#[test]
+fn bootstraps_at_a_36_bit_output_scale_keep_the_contract() {
+    let config = BootstrapConfig::new(11);
+    let mut log_q = vec![60];
+    log_q.extend(std::iter::repeat_n(36, 2 + config.stc_levels));
+    log_q.extend(std::iter::repeat_n(60, config.eval_mod_depth()));
+    log_q.extend(std::iter::repeat_n(56, config.cts_levels));
+    let dnum = log_q.len().div_ceil(3);
+    let params = Parameters::new(ParametersLiteral {
+        log_n: 12,
+        log_q,
+        log_p: vec![61; 3],
+        log_scale: 36,
+        dnum,
+        secret: SecretDistribution::Ternary,
+        insecure: true,
+    })
+    .unwrap();
+    let bs = Bootstrapper::new(&params, config).unwrap();
+    let mut kg = KeyGenerator::new(&params).unwrap();
+    let sk = kg.gen_secret_key();
+    let keys = kg.gen_bootstrapping_keys(&sk, &bs).unwrap();
+    let s = Setup {
+        params,
+        sk,
+        bs,
+        keys,
+    };
+    let contract = s.bs.contract().output_precision_bits;
+    for salt in 0..2 {
+        let bits = check(&s, 50 + salt);
+        eprintln!("2^36 output scale: {bits:.1} bits (contract {contract:.1})");
+        assert!(bits >= contract, "{bits:.2} bits below the contract");
+    }
+}
