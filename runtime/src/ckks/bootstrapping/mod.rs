@@ -64,6 +64,11 @@ pub struct BootstrapConfig {
     pub arcsine: bool,
     /// The message is real: add the conjugate to clean the imaginary part.
     pub real: bool,
+    /// `log2` of the output's scale; `None`: the parameters' default scale.
+    /// A scale above the output level's prime keeps the roundings at the
+    /// output small when the circuit primes are small (see `estimate_precision`).
+    #[serde(default)]
+    pub output_log_scale: Option<u32>,
 }
 
 impl BootstrapConfig {
@@ -79,6 +84,7 @@ impl BootstrapConfig {
             log_cosine_error: 50,
             arcsine: true,
             real: true,
+            output_log_scale: None,
         }
     }
 
@@ -135,6 +141,9 @@ pub struct BootstrapContract {
     pub minimum_input_level: usize,
     /// Level of the output: the multiplicative levels left to the circuit.
     pub output_level: usize,
+    /// Scale of the output (for an input whose scale divides the pre-scaling
+    /// target; otherwise within the rounding of the pre-scaling integer).
+    pub output_scale: f64,
     /// Expected `−log2` of the largest slot error for inputs in `[−1, 1]`
     /// (an estimate from the error model in [`Bootstrapper::new`]; the tests
     /// and `precis bench bootstrap` measure it).
@@ -292,7 +301,13 @@ impl Bootstrapper {
 
         // SlotToCoeff: sin(2πx) = 2π·Δ_eff·m/q0 (after the arcsine: arcsine·…) → m.
         let target_message_scale = q0 / 2f64.powi(config.log_message_ratio as i32);
-        let output_scale = params.default_scale();
+        let output_scale = match config.output_log_scale {
+            Some(b) if !(20..=60).contains(&b) => {
+                return bad(format!("output scale 2^{b} outside 2^20..=2^60"));
+            }
+            Some(b) => 2f64.powi(b as i32),
+            None => params.default_scale(),
+        };
         let mut stc_m = dft::slots_to_coeffs(slots, space, config.stc_levels);
         let mut stc_constant = q0 / (2.0 * std::f64::consts::PI * target_message_scale);
         if config.arcsine {
@@ -353,13 +368,21 @@ impl Bootstrapper {
         rotations.sort();
         rotations.dedup();
 
-        let output_precision_bits =
-            estimate_precision(params, &config, &cosine, slots, eval_scale, output_scale);
+        let output_precision_bits = estimate_precision(
+            params,
+            &config,
+            &cosine,
+            slots,
+            eval_scale,
+            output_scale,
+            &stc,
+        );
         let contract = BootstrapContract {
             slots,
             depth,
             minimum_input_level: 0,
             output_level,
+            output_scale,
             output_precision_bits,
             rotations,
         };
@@ -509,7 +532,7 @@ impl Bootstrapper {
 
     /// Refreshes `ct` (any level, real values in `[−1, 1]` when
     /// `config.real`) to [`BootstrapContract::output_level`], same slots and
-    /// (up to rounding of the pre-scaling integer) the parameters' default scale.
+    /// (up to rounding of the pre-scaling integer) [`BootstrapContract::output_scale`].
     pub fn bootstrap(
         &self,
         keys: &BootstrappingKeys,
@@ -628,14 +651,21 @@ impl Bootstrapper {
 ///   imaginary part, `e_2`. The output is `2·Re(y) + e_2`, so the real part
 ///   carries `√(2 + 1/2)` times one rounding: per slot
 ///   `√(2n)·√(N/18)/Δ_out` (only the `2n` coefficients of the slots' subring
-///   reach them), times [`OUTPUT_ROUNDING_EXCESS`]. These errors arise in
+///   reach them). These errors arise in
 ///   the slots themselves, where a rounding `e·s` is the product of two
 ///   slot values, `e(ζ)·s(ζ)`: its real part is Laplace-distributed, not
 ///   Gaussian, so the largest of `n` lies near `σ/√2·(ln n + 3)` (the `+ 3`
 ///   leaves a few percent chance of exceeding it). Negligible at
 ///   `Δ_out = 2^40`, it is most of the error at `2^36` (`levels16`).
 ///
-/// The two parts are added in quadrature.
+/// * **SlotToCoeff quantisation.** Its plaintexts hold the DFT entries to
+///   `1/Δ_pt`; per slot the error is about `√(Σ diagonals / Δ_pt²)` over its
+///   transforms. Fitted at N = 2^13, full slots, 36-bit SlotToCoeff primes
+///   (`Δ_pt ≈ 2^27.8`): slot errors had standard deviation 2^-23.84 where the
+///   output roundings alone give 2^-24.43 (and do with 41- or 46-bit primes).
+///   Gaussian, doubled as a margin, added to the EvalMod part.
+///
+/// The parts are added in quadrature.
 fn estimate_precision(
     params: &Parameters,
     config: &BootstrapConfig,
@@ -643,6 +673,7 @@ fn estimate_precision(
     slots: usize,
     eval_scale: f64,
     output_scale: f64,
+    stc: &[LinearTransform],
 ) -> f64 {
     let n = params.n() as f64;
     let rounding = (n / 18.0).sqrt() * n.sqrt();
@@ -655,18 +686,19 @@ fn estimate_precision(
         * ratio
         * coeffs.sqrt()
         * 2f64.powf(PRECISION_MARGIN_BITS);
-    let output_std =
-        OUTPUT_ROUNDING_EXCESS * (n / 18.0).sqrt() * coeffs.sqrt() * 2.5f64.sqrt() / output_scale;
+    // Fitted on one configuration: doubled as a margin.
+    let quantisation_std: f64 = 2.0
+        * stc
+            .iter()
+            .map(|lt| lt.diagonal_count() as f64 / (lt.scale() * lt.scale()))
+            .sum::<f64>()
+            .sqrt();
+    let output_std = (n / 18.0).sqrt() * coeffs.sqrt() * 2.5f64.sqrt() / output_scale;
     let output_max = output_std / std::f64::consts::SQRT_2 * ((slots as f64).ln() + 3.0);
-    -(4.5 * eval_mod_std).hypot(output_max).log2()
+    -(4.5 * eval_mod_std.hypot(quantisation_std))
+        .hypot(output_max)
+        .log2()
 }
-
-/// Factor on the two-rounding estimate of the output noise: at N = 2^13,
-/// full slots, 2^36 output scale and 36-bit SlotToCoeff primes, the standard
-/// deviation of the slot errors was 2^-23.84, 1.5 times the estimate; with
-/// 41- or 46-bit SlotToCoeff primes it matched the estimate (2^-24.43), so the
-/// excess is the quantisation of SlotToCoeff's plaintexts (~2^28 scale there).
-const OUTPUT_ROUNDING_EXCESS: f64 = 1.5;
 
 /// Bits subtracted from the error model's precision (see `estimate_precision`).
 pub const PRECISION_MARGIN_BITS: f64 = 3.0;

@@ -21,8 +21,8 @@ pub enum Preset {
     /// 9 levels of 2^40 after bootstrapping: a convolution plus one stage of
     /// the composite sign.
     Levels9,
-    /// 16 levels of 2^36 after bootstrapping: a whole α = 14 ReLU (15 levels)
-    /// between two bootstraps, plus one.
+    /// 16 levels of 36-bit primes after bootstrapping (output at scale 2^40):
+    /// a whole α = 14 ReLU (15 levels) between two bootstraps, plus one.
     Levels16,
 }
 
@@ -52,13 +52,27 @@ impl Preset {
     fn layout(self) -> (u32, u32, u32, usize) {
         match self {
             Preset::Levels9 => (40, 40, 58, 6),
-            Preset::Levels16 => (36, 36, 56, 3),
+            Preset::Levels16 => (36, 41, 56, 3),
+        }
+    }
+
+    /// `log2` of the bootstrapping output's scale, when not the circuit
+    /// primes' size. `levels16`'s 36-bit primes would leave the output
+    /// roundings at 2^36, about 18.5 bits at full slots (measured); at 2^40
+    /// they are as small as `levels9`'s. The circuit's first plaintext
+    /// product (scale 2^36) and rescale keep 2^40; SlotToCoeff's 41-bit
+    /// primes give its plaintexts the bits that the higher scale would take.
+    fn output_log_scale(self) -> Option<u32> {
+        match self {
+            Preset::Levels9 => None,
+            Preset::Levels16 => Some(40),
         }
     }
 
     /// The parameters and bootstrapping configuration for `2^log_slots` slots.
     pub fn build(self, log_slots: u32) -> (ParametersLiteral, BootstrapConfig) {
-        let config = BootstrapConfig::new(log_slots);
+        let mut config = BootstrapConfig::new(log_slots);
+        config.output_log_scale = self.output_log_scale();
         let (circuit_bits, stc_bits, cts_bits, specials) = self.layout();
         let mut log_q = vec![60];
         log_q.extend(std::iter::repeat_n(circuit_bits, self.circuit_levels()));

@@ -173,6 +173,11 @@ impl LinearTransform {
             .sum()
     }
 
+    /// Number of nonzero diagonals.
+    pub fn diagonal_count(&self) -> usize {
+        self.groups.values().map(|g| g.len()).sum()
+    }
+
     pub fn baby_steps(&self) -> usize {
         self.n1
     }
