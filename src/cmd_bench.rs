@@ -72,7 +72,7 @@ pub struct BootstrapBench {
     /// Number of slots, as 2^k (k ≤ 15); full packing by default.
     #[arg(long, default_value = "2^15", value_parser = parse_pow2)]
     slots: u32,
-    /// Parameter preset: levels9 (9 levels of 2^40 left) or levels16 (16 of 2^36).
+    /// Parameter preset: levels9 (9 levels of 2^40 left) or levels16 (16 levels of 36-bit primes, output at 2^40).
     #[arg(long, default_value = "levels9")]
     preset: String,
     /// Worker threads (default: all available).
@@ -126,8 +126,12 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
         r.threads
     );
     println!(
-        "contract: depth {}, minimum input level {}, output level {}, estimated precision {:.1} bits",
-        c.depth, c.minimum_input_level, c.output_level, c.output_precision_bits
+        "contract: depth {}, minimum input level {}, output level {} at scale 2^{:.1}, estimated precision {:.1} bits",
+        c.depth,
+        c.minimum_input_level,
+        c.output_level,
+        c.output_scale.log2(),
+        c.output_precision_bits
     );
     println!(
         "precompute {:.1} s ({:.2} GiB of diagonals); key generation {:.1} s ({} Galois keys, {:.2} GiB)",
