@@ -93,11 +93,19 @@ pub fn run(
     threads: usize,
     reps: usize,
 ) -> Result<BenchReport, CkksError> {
+    in_pool(threads, || run_inner(literal, threads, reps))
+}
+
+/// Runs `f` in a dedicated rayon pool of `threads` threads.
+pub(crate) fn in_pool<R: Send>(
+    threads: usize,
+    f: impl FnOnce() -> Result<R, CkksError> + Send,
+) -> Result<R, CkksError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| CkksError::InvalidArgument(e.to_string()))?;
-    pool.install(|| run_inner(literal, threads, reps))
+    pool.install(f)
 }
 
 fn run_inner(

@@ -65,13 +65,8 @@ pub fn uniform_poly(ctx: &RingContext, seed: &Seed, level: usize, ext: bool) -> 
     use rayon::prelude::*;
     let mut p = Poly::zero(ctx, level, ext, true);
     let n = ctx.n();
-    let q_count = ctx.q_count();
     p.data.par_chunks_mut(n).enumerate().for_each(|(i, limb)| {
-        let mi = if i <= level {
-            i
-        } else {
-            q_count + i - level - 1
-        };
+        let mi = ctx.limb_modulus_index(level, i);
         let mut chacha = ChaCha20Rng::from_seed(*seed);
         chacha.set_stream(mi as u64);
         let mut rng = Prng(chacha);

@@ -70,11 +70,7 @@ pub fn run(
     threads: usize,
     reps: usize,
 ) -> Result<BootstrapBenchReport, CkksError> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| CkksError::InvalidArgument(e.to_string()))?;
-    pool.install(|| run_inner(preset, log_slots, threads, reps))
+    crate::ckks::bench::in_pool(threads, || run_inner(preset, log_slots, threads, reps))
 }
 
 fn run_inner(

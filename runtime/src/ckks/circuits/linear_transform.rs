@@ -201,11 +201,7 @@ fn extended_plaintext(encoder: &Encoder, coeffs: &[i128], level: usize) -> Poly 
             wide(
                 #[inline(always)]
                 || {
-                    let m = ring.modulus(if l <= level {
-                        l
-                    } else {
-                        ring.q_count() + l - level - 1
-                    });
+                    let m = ring.modulus(ring.limb_modulus_index(level, l));
                     for (o, c) in limb.iter_mut().zip(coeffs) {
                         *o = m.reduce_i128(*c);
                     }
@@ -244,7 +240,6 @@ impl Evaluator {
                 let n = ring.n();
                 let gap = n / 2 / lt.slots;
                 let mut poly = Poly::zero(ring, level, true, false);
-                let q_count = ring.q_count();
                 poly.data
                     .par_chunks_mut(n)
                     .enumerate()
@@ -252,11 +247,7 @@ impl Evaluator {
                         wide(
                             #[inline(always)]
                             || {
-                                let mi = if l <= level {
-                                    l
-                                } else {
-                                    q_count + l - level - 1
-                                };
+                                let mi = ring.limb_modulus_index(level, l);
                                 let m = ring.modulus(mi);
                                 for i in 0..lt.slots {
                                     limb[i * gap] = m.reduce_i64(c[i]);
@@ -274,48 +265,36 @@ impl Evaluator {
 
     /// `P·x` over `Q_ℓ·P` (zero modulo the special primes).
     fn lift_times_p(&self, x: &Poly) -> Poly {
+        let mut out = Poly::zero(self.params.ring(), x.level, true, x.ntt);
+        self.add_times_p(&mut out, x, None);
+        out
+    }
+
+    /// Adds `P·σ(x)` to the `Q` limbs of `acc` (`σ` given by `perm`, the
+    /// identity if `None`).
+    fn add_times_p(&self, acc: &mut Poly, x: &Poly, perm: Option<&[u32]>) {
         let ring = self.params.ring();
         let n = ring.n();
-        let level = x.level;
-        let mut out = Poly::zero(ring, level, true, x.ntt);
         let p_mod_q = self.params.p_mod_q();
-        out.data[..(level + 1) * n]
+        acc.data[..(x.level + 1) * n]
             .par_chunks_mut(n)
             .zip(x.data.par_chunks(n))
             .enumerate()
             .for_each(|(i, (o, a))| {
+                let m = ring.modulus(i);
+                let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
                 wide(
                     #[inline(always)]
-                    || {
-                        let m = ring.modulus(i);
-                        let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
-                        for (o, &a) in o.iter_mut().zip(a) {
-                            *o = m.mul_shoup(a, w, ws);
+                    || match perm {
+                        Some(perm) => {
+                            for (o, &p) in o.iter_mut().zip(perm) {
+                                *o = m.add(*o, m.mul_shoup(a[p as usize], w, ws));
+                            }
                         }
-                    },
-                )
-            });
-        out
-    }
-
-    /// Adds `P·σ(c0)` to the `Q` limbs of `k0` (`σ` given by `perm`).
-    fn add_permuted_times_p(&self, k0: &mut Poly, c0: &Poly, perm: &[u32]) {
-        let ring = self.params.ring();
-        let n = ring.n();
-        let level = c0.level;
-        let p_mod_q = self.params.p_mod_q();
-        k0.data[..(level + 1) * n]
-            .par_chunks_mut(n)
-            .zip(c0.data.par_chunks(n))
-            .enumerate()
-            .for_each(|(i, (o, a))| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let m = ring.modulus(i);
-                        let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
-                        for (o, &p) in o.iter_mut().zip(perm) {
-                            *o = m.add(*o, m.mul_shoup(a[p as usize], w, ws));
+                        None => {
+                            for (o, &a) in o.iter_mut().zip(a) {
+                                *o = m.add(*o, m.mul_shoup(a, w, ws));
+                            }
                         }
                     },
                 )
@@ -330,7 +309,6 @@ impl Evaluator {
         let n = ring.n();
         let first = terms[0].1;
         let level = first.c0.level;
-        let q_count = ring.q_count();
         let mut c0 = Poly::zero(ring, level, true, true);
         let mut c1 = Poly::zero(ring, level, true, true);
         c0.data
@@ -341,11 +319,7 @@ impl Evaluator {
                 wide(
                     #[inline(always)]
                     || {
-                        let m = ring.modulus(if l <= level {
-                            l
-                        } else {
-                            q_count + l - level - 1
-                        });
+                        let m = ring.modulus(ring.limb_modulus_index(level, l));
                         let mut acc0 = vec![0u128; n];
                         let mut acc1 = vec![0u128; n];
                         for chunk in terms.chunks(15) {
@@ -426,7 +400,7 @@ impl Evaluator {
                     let perm = ring.galois_permutation(g);
                     let dec = dec.as_ref().expect("decomposed when a baby step rotates");
                     let (mut k0, k1) = self.key_inner_product(dec, keys[&g], Some(&perm));
-                    self.add_permuted_times_p(&mut k0, &ct.c0, &perm);
+                    self.add_times_p(&mut k0, &ct.c0, Some(&perm));
                     Extended { c0: k0, c1: k1 }
                 };
                 (i, x)

@@ -50,11 +50,7 @@ impl Evaluator {
                     } else {
                         let k = if t < src.start { t } else { t - src_len };
                         ext.extend_one(&y, n, k, limb);
-                        let m = if t <= level {
-                            t
-                        } else {
-                            ring.q_count() + t - level - 1
-                        };
+                        let m = ring.limb_modulus_index(level, t);
                         ring.ntt(m).forward(limb);
                     }
                 });

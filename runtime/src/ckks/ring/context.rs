@@ -95,6 +95,17 @@ impl RingContext {
         v
     }
 
+    /// Modulus index of limb `i` of a polynomial at `level` whose limbs are
+    /// `q_0..q_level` followed by the special primes.
+    #[inline]
+    pub fn limb_modulus_index(&self, level: usize, i: usize) -> usize {
+        if i <= level {
+            i
+        } else {
+            self.q_count() + (i - level - 1)
+        }
+    }
+
     /// Index permutation implementing `X ↦ X^g` on NTT-domain vectors:
     /// `out[j] = in[perm[j]]`.
     pub fn galois_permutation(&self, g: u64) -> Arc<Vec<u32>> {

@@ -46,11 +46,7 @@ impl Poly {
     /// Modulus index (into the context) of limb `i`.
     #[inline]
     pub fn modulus_index(&self, ctx: &RingContext, i: usize) -> usize {
-        if i <= self.level {
-            i
-        } else {
-            ctx.q_count() + (i - self.level - 1)
-        }
+        ctx.limb_modulus_index(self.level, i)
     }
 
     /// Sets limb `i` of every coefficient from a small signed integer vector.
@@ -61,11 +57,7 @@ impl Poly {
             wide(
                 #[inline(always)]
                 || {
-                    let m = ctx.modulus(if i <= level {
-                        i
-                    } else {
-                        ctx.q_count() + i - level - 1
-                    });
+                    let m = ctx.modulus(ctx.limb_modulus_index(level, i));
                     for (o, c) in limb.iter_mut().zip(coeffs) {
                         *o = m.reduce_i64(*c);
                     }
@@ -76,16 +68,12 @@ impl Poly {
     }
 
     fn for_each_limb(&mut self, ctx: &RingContext, f: impl Fn(usize, &mut [u64]) + Sync + Send) {
-        let (n, level, q_count) = (self.n, self.level, ctx.q_count());
+        let (n, level) = (self.n, self.level);
         self.data
             .par_chunks_mut(n)
             .enumerate()
             .for_each(|(i, limb)| {
-                let idx = if i <= level {
-                    i
-                } else {
-                    q_count + i - level - 1
-                };
+                let idx = ctx.limb_modulus_index(level, i);
                 wide(
                     #[inline(always)]
                     || f(idx, limb),
@@ -127,7 +115,7 @@ impl Poly {
         f: impl Fn(&super::Modulus, u64, u64) -> u64 + Sync + Send,
     ) {
         self.check_compatible(other);
-        let (n, level, q_count) = (self.n, self.level, ctx.q_count());
+        let (n, level) = (self.n, self.level);
         self.data
             .par_chunks_mut(n)
             .zip(other.data.par_chunks(n))
@@ -136,11 +124,7 @@ impl Poly {
                 wide(
                     #[inline(always)]
                     || {
-                        let m = ctx.modulus(if i <= level {
-                            i
-                        } else {
-                            q_count + i - level - 1
-                        });
+                        let m = ctx.modulus(ctx.limb_modulus_index(level, i));
                         for (x, y) in a.iter_mut().zip(b) {
                             *x = f(m, *x, *y);
                         }
@@ -165,50 +149,38 @@ impl Poly {
 
     /// `self += a * b` pointwise (NTT domain).
     pub fn add_mul_assign(&mut self, ctx: &RingContext, a: &Poly, b: &Poly) {
-        self.check_compatible(a);
-        a.check_compatible(b);
-        let (n, level, q_count) = (self.n, self.level, ctx.q_count());
-        self.data
-            .par_chunks_mut(n)
-            .zip(a.data.par_chunks(n).zip(b.data.par_chunks(n)))
-            .enumerate()
-            .for_each(|(i, (o, (x, y)))| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let m = ctx.modulus(if i <= level {
-                            i
-                        } else {
-                            q_count + i - level - 1
-                        });
-                        for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
-                            *o = m.reduce_u128(*o as u128 + *x as u128 * *y as u128);
-                        }
-                    },
-                )
-            });
+        self.zip3_with(ctx, a, b, |m, o, x, y| {
+            m.reduce_u128(o as u128 + x as u128 * y as u128)
+        });
     }
 
     /// `self -= a * b` pointwise (NTT domain).
     pub fn sub_mul_assign(&mut self, ctx: &RingContext, a: &Poly, b: &Poly) {
+        self.zip3_with(ctx, a, b, |m, o, x, y| m.sub(o, m.mul(x, y)));
+    }
+
+    /// `self[k] = f(self[k], a[k], b[k])` limb by limb.
+    fn zip3_with(
+        &mut self,
+        ctx: &RingContext,
+        a: &Poly,
+        b: &Poly,
+        f: impl Fn(&super::Modulus, u64, u64, u64) -> u64 + Sync + Send,
+    ) {
         self.check_compatible(a);
         a.check_compatible(b);
-        let (n, level, q_count) = (self.n, self.level, ctx.q_count());
+        let (n, level) = (self.n, self.level);
         self.data
             .par_chunks_mut(n)
             .zip(a.data.par_chunks(n).zip(b.data.par_chunks(n)))
             .enumerate()
             .for_each(|(i, (o, (x, y)))| {
-                let m = ctx.modulus(if i <= level {
-                    i
-                } else {
-                    q_count + i - level - 1
-                });
+                let m = ctx.modulus(ctx.limb_modulus_index(level, i));
                 wide(
                     #[inline(always)]
                     || {
                         for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
-                            *o = m.sub(*o, m.mul(*x, *y));
+                            *o = f(m, *o, *x, *y);
                         }
                     },
                 )
