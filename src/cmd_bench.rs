@@ -81,6 +81,24 @@ pub struct BootstrapBench {
     /// Bootstraps to time (each on fresh random inputs).
     #[arg(long, default_value_t = 2)]
     reps: usize,
+    /// How the Galois keys hold their uniform halves: expanded (fastest) or
+    /// seeded (half the memory, regenerated in every rotation). Default: the
+    /// preset's (levels9 expanded, levels16 seeded).
+    #[arg(long, value_parser = parse_key_storage)]
+    key_storage: Option<runtime::ckks::KeyStorage>,
+    /// Then bootstrap REPS pairs alternating seeded and expanded Galois keys
+    /// (same process and input), to compare the two storages under the same
+    /// conditions. Needs memory for the expanded keys.
+    #[arg(long)]
+    compare_key_storage: bool,
+}
+
+fn parse_key_storage(s: &str) -> Result<runtime::ckks::KeyStorage, String> {
+    use runtime::ckks::KeyStorage;
+    [KeyStorage::Expanded, KeyStorage::Seeded]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| format!("expected expanded or seeded, got {s:?}"))
 }
 
 /// `2^k` or `k` → `k`.
@@ -105,8 +123,17 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let r = runtime::ckks::bootstrapping::bench::run(preset, args.slots, threads, args.reps)
-        .map_err(|e| anyhow!("{e}"))?;
+    let r = runtime::ckks::bootstrapping::bench::run(
+        runtime::ckks::bootstrapping::bench::BenchOptions {
+            preset,
+            log_slots: args.slots,
+            threads,
+            reps: args.reps,
+            storage: args.key_storage,
+            compare_storage: args.compare_key_storage,
+        },
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -134,11 +161,12 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
         c.output_precision_bits
     );
     println!(
-        "precompute {:.1} s ({:.2} GiB of diagonals); key generation {:.1} s ({} Galois keys, {:.2} GiB)",
+        "precompute {:.1} s ({:.2} GiB of diagonals); key generation {:.1} s ({} Galois keys, {}; {:.2} GiB in all)",
         r.precompute_s,
         gib(r.precompute_bytes as f64),
         r.keygen_s,
         r.galois_keys,
+        r.galois_key_storage.name(),
         gib(r.key_bytes as f64)
     );
     for (i, t) in r.bootstrap_s.iter().enumerate() {
@@ -162,6 +190,19 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
     }
     if let Some(b) = r.peak_rss_bytes {
         println!("peak resident memory {:.2} GiB", gib(b as f64));
+    }
+    if let Some(c) = &r.storage_comparison {
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|t| format!("{t:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "same input, alternating: seeded keys {}; expanded keys {}",
+            list(&c.seeded_s),
+            list(&c.expanded_s)
+        );
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    runtime::ckks::allocator::tune_for_large_polynomials();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),

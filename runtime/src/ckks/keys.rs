@@ -5,6 +5,7 @@ use super::params::Parameters;
 use super::ring::{Poly, RingContext};
 use super::sampling::{gaussian_coeffs, secret_coeffs, uniform_poly, Prng, Seed};
 use super::CkksError;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The secret key `s`, kept both as small coefficients (for serialization and
@@ -72,8 +73,32 @@ pub struct PublicKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SwitchingKey {
     pub(crate) b: Vec<Poly>,
-    pub(crate) a: Vec<Poly>,
+    /// The `a_j` expanded from `seeds`, or `None` when the key is kept
+    /// [`KeyStorage::Seeded`] and each use regenerates them.
+    pub(crate) a: Option<Vec<Poly>>,
     pub(crate) seeds: Vec<Seed>,
+}
+
+/// How a switching key holds its uniform halves `a_j` in memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStorage {
+    /// Expanded polynomials: the fastest key switches.
+    #[default]
+    Expanded,
+    /// Only their 32-byte seeds: half the memory. Every key switch
+    /// regenerates the `a_j` chunk by chunk as it uses them (AES-256 in
+    /// counter mode), which costs a few milliseconds per digit and limb set.
+    Seeded,
+}
+
+impl KeyStorage {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyStorage::Expanded => "expanded",
+            KeyStorage::Seeded => "seeded",
+        }
+    }
 }
 
 impl SwitchingKey {
@@ -82,9 +107,51 @@ impl SwitchingKey {
         self.b[0].level
     }
 
+    pub fn storage(&self) -> KeyStorage {
+        if self.a.is_some() {
+            KeyStorage::Expanded
+        } else {
+            KeyStorage::Seeded
+        }
+    }
+
+    /// Drops the expanded `a_j` (seeded) or regenerates them from the seeds
+    /// (expanded); the key switches identically either way.
+    pub fn set_storage(&mut self, params: &Parameters, storage: KeyStorage) {
+        match storage {
+            KeyStorage::Seeded => self.a = None,
+            KeyStorage::Expanded if self.a.is_none() => {
+                let level = self.level();
+                self.a = Some(
+                    self.seeds
+                        .iter()
+                        .map(|s| uniform_poly(params.ring(), s, level, true))
+                        .collect(),
+                );
+            }
+            KeyStorage::Expanded => {}
+        }
+    }
+
     /// Bytes held in memory.
     pub fn size_bytes(&self) -> usize {
-        self.b.iter().chain(&self.a).map(|p| p.data.len() * 8).sum()
+        let polys: usize = self
+            .b
+            .iter()
+            .chain(self.a.iter().flatten())
+            .map(|p| p.data.len() * 8)
+            .sum();
+        polys + self.seeds.len() * std::mem::size_of::<Seed>()
+    }
+
+    /// [`SwitchingKey::size_bytes`] of a key with `digits` digits over
+    /// `limbs` limbs of degree `n`, known before generating it.
+    pub fn size_bytes_for(digits: usize, limbs: usize, n: usize, storage: KeyStorage) -> usize {
+        let halves = match storage {
+            KeyStorage::Expanded => 2,
+            KeyStorage::Seeded => 1,
+        };
+        digits * (halves * limbs * n * 8 + std::mem::size_of::<Seed>())
     }
 }
 
@@ -108,6 +175,12 @@ impl EvaluationKeys {
     }
     pub fn set_relinearization_key(&mut self, key: SwitchingKey) {
         self.relin = Some(key);
+    }
+    /// Sets how every Galois key holds its `a_j` (see [`KeyStorage`]).
+    pub fn set_galois_storage(&mut self, params: &Parameters, storage: KeyStorage) {
+        for key in self.galois.values_mut() {
+            key.set_storage(params, storage);
+        }
     }
 }
 
@@ -204,7 +277,7 @@ impl KeyGenerator {
         sk_at.drop_to_level(level);
         let mut key = SwitchingKey {
             b: Vec::new(),
-            a: Vec::new(),
+            a: Some(Vec::new()),
             seeds: Vec::new(),
         };
         for d in digits {
@@ -222,7 +295,7 @@ impl KeyGenerator {
                 }
             }
             key.b.push(b);
-            key.a.push(a);
+            key.a.get_or_insert_default().push(a);
             key.seeds.push(seed);
         }
         key

@@ -14,17 +14,21 @@
 //!   contract (depth, minimum input level, output level, precision);
 //! * [`serialize`]: versioned, checksummed binary files;
 //! * [`precision`]: precision statistics in bits;
-//! * [`bench`]: the measurements behind `precis bench ckks`.
+//! * [`bench`]: the measurements behind `precis bench ckks`;
+//! * [`allocator`]: C allocator settings for many large polynomials.
 //!
 //! Security: [`Parameters::new`] refuses any set whose `log2(QP)` exceeds the
 //! homomorphic-encryption standard's 128-bit bound for its ring degree (or a
 //! sparse secret below 192 nonzero coefficients) unless the literal sets
-//! `insecure`. Randomness comes from ChaCha20 seeded by the operating system;
-//! uniform polynomials are expanded from 256-bit seeds, which is how keys and
-//! fresh secret-key ciphertexts are stored at half size. Bootstrapping keeps
+//! `insecure`. Secrets and errors come from ChaCha20 seeded by the operating
+//! system; uniform polynomials are expanded from 256-bit seeds with AES-256 in
+//! counter mode, which is how keys and fresh secret-key ciphertexts are
+//! stored at half size, and how seeded switching keys
+//! ([`keys::KeyStorage::Seeded`]) are held in memory at half size. Bootstrapping keeps
 //! the user's secret dense (uniform ternary); its sparse ephemeral secret only
 //! appears in a key modulo `q_0·p_0` (see [`bootstrapping::encapsulation`]).
 
+pub mod allocator;
 pub mod bench;
 pub mod bootstrapping;
 pub mod circuits;
@@ -44,7 +48,7 @@ mod tests;
 pub use encoding::{Encoder, Plaintext};
 pub use encryption::{Ciphertext, Decryptor, Encryptor};
 pub use evaluator::Evaluator;
-pub use keys::{EvaluationKeys, KeyGenerator, PublicKey, SecretKey, SwitchingKey};
+pub use keys::{EvaluationKeys, KeyGenerator, KeyStorage, PublicKey, SecretKey, SwitchingKey};
 pub use num_complex::Complex64;
 pub use params::{Parameters, ParametersLiteral, SecretDistribution};
 

@@ -12,7 +12,7 @@
 use super::bootstrapping::encapsulation::{DenseToSparseKey, EncapsulationKeys};
 use super::bootstrapping::BootstrappingKeys;
 use super::encryption::Ciphertext;
-use super::keys::{EvaluationKeys, PublicKey, SecretKey, SwitchingKey};
+use super::keys::{EvaluationKeys, KeyStorage, PublicKey, SecretKey, SwitchingKey};
 use super::params::{Parameters, ParametersLiteral};
 use super::ring::Poly;
 use super::sampling::{uniform_poly, Seed};
@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 
 pub const MAGIC: &[u8; 8] = b"PRECISCK";
-pub const FORMAT_VERSION: u16 = 2;
+/// 3: uniform polynomials are expanded with AES-256 (was ChaCha20), and
+/// switching keys record how they hold `a` in memory.
+pub const FORMAT_VERSION: u16 = 3;
 const HEADER_LEN: usize = 8 + 2 + 1 + 1 + 8;
 const CHECKSUM_LEN: usize = 32;
 
@@ -348,6 +350,8 @@ pub fn load_public_key<R: Read>(params: &Parameters, r: &mut R) -> Result<Public
 struct SwitchingKeyFile {
     /// Highest ciphertext level the key switches (keys may be truncated).
     level: u32,
+    /// How the loaded key holds its `a_j` (the file always stores seeds).
+    storage: KeyStorage,
     seeds: Vec<Seed>,
     b: Vec<Words>,
 }
@@ -362,6 +366,7 @@ struct EvaluationKeysFile {
 fn swk_file(k: &SwitchingKey) -> SwitchingKeyFile {
     SwitchingKeyFile {
         level: k.level() as u32,
+        storage: k.storage(),
         seeds: k.seeds.clone(),
         b: k.b.iter().map(poly_words).collect(),
     }
@@ -382,18 +387,16 @@ fn swk_from_file(params: &Parameters, f: SwitchingKeyFile) -> Result<SwitchingKe
             f.b.len()
         )));
     }
-    let ring = params.ring();
-    Ok(SwitchingKey {
-        a: f.seeds
-            .iter()
-            .map(|s| uniform_poly(ring, s, level, true))
-            .collect(),
+    let mut key = SwitchingKey {
+        a: None,
         b: f.b
             .into_iter()
             .map(|w| words_poly(params, w, level, true))
             .collect::<Result<_, _>>()?,
         seeds: f.seeds,
-    })
+    };
+    key.set_storage(params, f.storage);
+    Ok(key)
 }
 
 /// Saves relinearisation and Galois keys; each `a` is stored as its seed.

@@ -224,6 +224,56 @@ fn ckks_rotation_conjugation_and_hoisting() {
 }
 
 #[test]
+fn ckks_seeded_keys_switch_exactly_like_expanded_ones() {
+    // Regenerating a_j chunk by chunk inside the key switch must give the
+    // very same ciphertexts: plain and hoisted rotations (permuted inner
+    // product), conjugation, and relinearisation (unpermuted), at the top
+    // level and below it (keys hold more limbs than the ciphertext).
+    let rots = [1i64, 7, -3];
+    let c = setup(12, 3, 2, &rots);
+    let mut seeded = c.eval.keys().unwrap().clone();
+    seeded.set_galois_storage(&c.params, KeyStorage::Seeded);
+    seeded
+        .relin
+        .as_mut()
+        .unwrap()
+        .set_storage(&c.params, KeyStorage::Seeded);
+    let before: usize = seeded.galois.values().map(|k| k.size_bytes()).sum();
+    let expanded: usize = c
+        .eval
+        .keys()
+        .unwrap()
+        .galois
+        .values()
+        .map(|k| k.size_bytes())
+        .sum();
+    assert!(before * 2 < expanded + 4096, "{before} vs {expanded} bytes");
+    let ev = Evaluator::new(&c.params, Some(Arc::new(seeded.clone())));
+    let ct = c.encrypt(&values(2048, 3));
+    for ct in [ct.clone(), c.eval.drop_level(&ct, 1)] {
+        for &k in &rots {
+            assert_eq!(ev.rotate(&ct, k).unwrap(), c.eval.rotate(&ct, k).unwrap());
+        }
+        assert_eq!(
+            ev.rotate_hoisted(&ct, &rots).unwrap(),
+            c.eval.rotate_hoisted(&ct, &rots).unwrap()
+        );
+        assert_eq!(ev.conjugate(&ct).unwrap(), c.eval.conjugate(&ct).unwrap());
+        assert_eq!(
+            ev.mul_relin_rescale(&ct, &ct).unwrap(),
+            c.eval.mul_relin_rescale(&ct, &ct).unwrap()
+        );
+    }
+    // Expanding again restores the original keys.
+    seeded.set_galois_storage(&c.params, KeyStorage::Expanded);
+    assert_eq!(
+        seeded.galois,
+        c.eval.keys().unwrap().galois,
+        "re-expanded from the seeds"
+    );
+}
+
+#[test]
 fn ckks_insecure_parameters_are_refused_by_default() {
     let lit = ParametersLiteral {
         log_n: 12,
@@ -330,6 +380,18 @@ fn ckks_serialization_round_trips() {
         load_evaluation_keys(&c.params, &mut buf.as_slice()).unwrap(),
         keys
     );
+    // Seeded keys load seeded, and write the same file.
+    let mut compact = keys.clone();
+    compact.set_galois_storage(&c.params, KeyStorage::Seeded);
+    let mut buf2 = Vec::new();
+    save_evaluation_keys(&c.params, &compact, &mut buf2).unwrap();
+    assert_eq!(buf2.len(), buf.len());
+    let back = load_evaluation_keys(&c.params, &mut buf2.as_slice()).unwrap();
+    assert!(back
+        .galois
+        .values()
+        .all(|k| k.storage() == KeyStorage::Seeded));
+    assert_eq!(back, compact);
 
     // Seeded (fresh secret-key) and full ciphertexts.
     let v = values(1024, 9);

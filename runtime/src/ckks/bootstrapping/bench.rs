@@ -4,7 +4,7 @@
 use super::presets::Preset;
 use super::{BootstrapContract, Bootstrapper};
 use crate::ckks::precision::precision_real;
-use crate::ckks::{CkksError, Decryptor, Encoder, Encryptor, KeyGenerator, Parameters};
+use crate::ckks::{CkksError, Decryptor, Encoder, Encryptor, KeyGenerator, KeyStorage, Parameters};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ pub struct BootstrapBenchReport {
     pub keygen_s: f64,
     pub key_bytes: usize,
     pub galois_keys: usize,
+    pub galois_key_storage: KeyStorage,
     /// Wall seconds of each bootstrap.
     pub bootstrap_s: Vec<f64>,
     /// Wall seconds of each phase, per bootstrap (see
@@ -36,8 +37,19 @@ pub struct BootstrapBenchReport {
     /// (uniform random real inputs in `[−1, 1]`).
     pub precision_min_bits: Vec<f64>,
     pub precision_mean_bits: Vec<f64>,
-    /// Peak resident memory of the process (Linux `VmHWM`), bytes.
+    /// Peak resident memory of the process (Linux `VmHWM`), bytes, before
+    /// the storage comparison (which holds expanded keys).
     pub peak_rss_bytes: Option<u64>,
+    /// With `compare_storage`: after the runs above, bootstraps alternating
+    /// seeded and expanded Galois keys in this process, same input.
+    pub storage_comparison: Option<StorageComparison>,
+}
+
+/// Paired timings of the two key storages (wall seconds per bootstrap).
+#[derive(Clone, Debug, Serialize)]
+pub struct StorageComparison {
+    pub seeded_s: Vec<f64>,
+    pub expanded_s: Vec<f64>,
 }
 
 fn peak_rss() -> Option<u64> {
@@ -63,23 +75,39 @@ fn random_inputs(n: usize) -> Result<Vec<f64>, CkksError> {
     Ok((0..n).map(|_| 2.0 * rng.unit_f64() - 1.0).collect())
 }
 
-/// Bootstraps `reps` fresh level-0 encryptions on `threads` threads.
-pub fn run(
-    preset: Preset,
-    log_slots: u32,
-    threads: usize,
-    reps: usize,
-) -> Result<BootstrapBenchReport, CkksError> {
-    crate::ckks::bench::in_pool(threads, || run_inner(preset, log_slots, threads, reps))
+/// What `precis bench bootstrap` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    pub preset: Preset,
+    pub log_slots: u32,
+    pub threads: usize,
+    /// Bootstraps to time, each on fresh random inputs.
+    pub reps: usize,
+    /// The Galois key storage, if not the preset's.
+    pub storage: Option<KeyStorage>,
+    /// Then time `reps` pairs of bootstraps, seeded and expanded keys.
+    pub compare_storage: bool,
 }
 
-fn run_inner(
-    preset: Preset,
-    log_slots: u32,
-    threads: usize,
-    reps: usize,
-) -> Result<BootstrapBenchReport, CkksError> {
-    let (literal, config) = preset.build(log_slots);
+/// Bootstraps `reps` fresh level-0 encryptions on `threads` threads.
+pub fn run(options: BenchOptions) -> Result<BootstrapBenchReport, CkksError> {
+    crate::ckks::bench::in_pool(options.threads, || run_inner(options))
+}
+
+fn run_inner(options: BenchOptions) -> Result<BootstrapBenchReport, CkksError> {
+    let BenchOptions {
+        preset,
+        log_slots,
+        threads,
+        reps,
+        storage,
+        compare_storage,
+    } = options;
+    let (literal, mut config) = preset.build(log_slots);
+    if let Some(s) = storage {
+        config.galois_key_storage = s;
+    }
+    let galois_key_storage = config.galois_key_storage;
     let params = Parameters::new(literal)?;
     let t = Instant::now();
     let bs = Bootstrapper::new(&params, config)?;
@@ -102,7 +130,7 @@ fn run_inner(
     let mut kg = KeyGenerator::new(&params)?;
     let sk = kg.gen_secret_key();
     let t = Instant::now();
-    let keys = kg.gen_bootstrapping_keys(&sk, &bs)?;
+    let mut keys = kg.gen_bootstrapping_keys(&sk, &bs)?;
     let keygen_s = t.elapsed().as_secs_f64();
 
     let encoder = Encoder::new(&params);
@@ -123,6 +151,32 @@ fn run_inner(
         min_bits.push(p.min_bits);
         mean_bits.push(p.mean_bits);
     }
+    let key_bytes = keys.size_bytes();
+    let peak_rss_bytes = peak_rss();
+    let storage_comparison = if compare_storage {
+        let v = random_inputs(n)?;
+        let ct = enc.encrypt(&encoder.encode_real(&v, 0, params.default_scale())?);
+        let mut c = StorageComparison {
+            seeded_s: Vec::new(),
+            expanded_s: Vec::new(),
+        };
+        for _ in 0..reps.max(1) {
+            for storage in [KeyStorage::Seeded, KeyStorage::Expanded] {
+                // The bootstrap's evaluator has dropped its handle: no copy.
+                std::sync::Arc::make_mut(&mut keys.evaluation).set_galois_storage(&params, storage);
+                let t = Instant::now();
+                bs.bootstrap(&keys, &ct)?;
+                let s = t.elapsed().as_secs_f64();
+                match storage {
+                    KeyStorage::Seeded => c.seeded_s.push(s),
+                    KeyStorage::Expanded => c.expanded_s.push(s),
+                }
+            }
+        }
+        Some(c)
+    } else {
+        None
+    };
     Ok(BootstrapBenchReport {
         preset: preset.name().into(),
         log_n: params.log_n(),
@@ -137,12 +191,14 @@ fn run_inner(
         precompute_s,
         precompute_bytes: bs.size_bytes(),
         keygen_s,
-        key_bytes: keys.size_bytes(),
+        key_bytes,
         galois_keys: keys.evaluation.galois_elements().len(),
+        galois_key_storage,
         bootstrap_s: times,
         phase_s: phases,
         precision_min_bits: min_bits,
         precision_mean_bits: mean_bits,
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes,
+        storage_comparison,
     })
 }

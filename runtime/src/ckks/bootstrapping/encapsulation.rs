@@ -52,14 +52,7 @@ impl EncapsulationKeys {
             .chain(&self.to_sparse.a)
             .map(|v| v.len() * 8)
             .sum();
-        let big: usize = self
-            .to_dense
-            .b
-            .iter()
-            .chain(&self.to_dense.a)
-            .map(|p| p.data.len() * 8)
-            .sum();
-        small + big
+        small + self.to_dense.size_bytes()
     }
 }
 

@@ -34,7 +34,9 @@ use crate::ckks::circuits::linear_transform::LinearTransform;
 use crate::ckks::circuits::polynomial::ChebyshevPoly;
 use crate::ckks::encoding::{Encoder, Plaintext};
 use crate::ckks::encryption::Ciphertext;
-use crate::ckks::keys::{galois_element_conjugate, galois_element_for_rotation, EvaluationKeys};
+use crate::ckks::keys::{
+    galois_element_conjugate, galois_element_for_rotation, EvaluationKeys, KeyStorage, SwitchingKey,
+};
 use crate::ckks::ring::Poly;
 use crate::ckks::{CkksError, Complex64, Evaluator, KeyGenerator, Parameters, SecretKey};
 use dft::Diagonals;
@@ -69,6 +71,10 @@ pub struct BootstrapConfig {
     /// output small when the circuit primes are small (see `estimate_precision`).
     #[serde(default)]
     pub output_log_scale: Option<u32>,
+    /// How the Galois keys hold their `a_j`: [`KeyStorage::Seeded`] halves
+    /// their memory and regenerates `a_j` in every rotation.
+    #[serde(default)]
+    pub galois_key_storage: KeyStorage,
 }
 
 impl BootstrapConfig {
@@ -79,12 +85,16 @@ impl BootstrapConfig {
             cts_levels: 3,
             stc_levels: 3,
             ephemeral_hamming_weight: 32,
-            double_angle: 3,
+            // K_u = 17: two double angles let a degree-58 cosine reach 2^-50
+            // within depth 6 (three need degree 38, also depth 6, one level
+            // more in all), and amplify the polynomial's error 10.5× instead of 41×.
+            double_angle: 2,
             log_message_ratio: 8,
             log_cosine_error: 50,
             arcsine: true,
             real: true,
             output_log_scale: None,
+            galois_key_storage: KeyStorage::Expanded,
         }
     }
 
@@ -487,19 +497,19 @@ impl Bootstrapper {
     pub fn key_bytes(&self) -> usize {
         let params = &self.params;
         let n = params.n();
-        let switching_key = |level: usize| {
+        let switching_key = |level: usize, storage: KeyStorage| {
             let digits = crate::ckks::keys::digits_up_to(params, level).len();
-            digits * 2 * (level + 1 + params.p().len()) * n * 8
+            SwitchingKey::size_bytes_for(digits, level + 1 + params.p().len(), n, storage)
         };
         let top = params.max_level();
         let galois: usize = self
             .galois_key_levels()
             .values()
-            .map(|&l| switching_key(l))
+            .map(|&l| switching_key(l, self.config.galois_key_storage))
             .sum();
-        // Relinearisation and sparse → dense keys at the top; the dense →
-        // sparse key holds `b` and `a` modulo q_0 and p_0.
-        galois + 2 * switching_key(top) + 4 * n * 8
+        // Relinearisation and sparse → dense keys at the top, expanded; the
+        // dense → sparse key holds `b` and `a` modulo q_0 and p_0.
+        galois + 2 * switching_key(top, KeyStorage::Expanded) + 4 * n * 8
     }
 
     /// Bytes held by the encoded transforms.
@@ -633,39 +643,40 @@ impl Bootstrapper {
 }
 
 /// Error model behind [`BootstrapContract::output_precision_bits`], in slot
-/// units for inputs in `[−1, 1]`, as the largest error over the `n` slots:
+/// units for inputs in `[−1, 1]`, as the largest error over the `n` slots.
+/// `ρ_S = √N·√(N/18)/S` is the slot noise of one rescale rounding at scale
+/// `S` (a ternary secret times `±1/2` roundings, `√N` per slot).
 ///
-/// * **EvalMod part.** Rounding noise of a rescale at scale `S`: per
-///   coefficient `√(N/18)` (a ternary secret times `±1/2` roundings), per slot
-///   `√N` times that over `S`. EvalMod's polynomial output carries a few of
-///   these, each double angle multiplies what it inherits by up to 4, and the
-///   truncated cosine is amplified the same way. SlotToCoeff sums `2n`
-///   coefficients with unit weights and scales by `q_0/(2π·Δ_eff) = 2^ρ/(2π)`;
-///   that mixing makes the slot errors Gaussian, and their largest is taken
-///   as 4.5 standard deviations. This part leaves out the key-switching and
-///   BSGS noise of the transforms; against measurements it was up to 2 bits
-///   optimistic at `N = 2^16` and 2.6 bits at `N = 2^11`, so its standard
-///   deviation is multiplied by `2^PRECISION_MARGIN_BITS`.
+/// * **EvalMod input.** CoeffToSlot delivers `y = (x − 1/4)/K_u` with noise
+///   of about [`EVAL_MOD_INPUT_ROUNDINGS`] roundings at the EvalMod scale
+///   (its rescales, key switches and the conjugation's ModDown). The sine
+///   `cos(2πK_u·y)` has slope `2πK_u` where the message lives, so this noise
+///   is amplified by `2πK_u` (107 for `h' = 32`); it is most of the error.
+/// * **EvalMod polynomial.** About three roundings plus the truncation of
+///   the cosine, amplified by the double angles: `2c² − 1` has slope `4c`,
+///   and with the angle near `−π/2` at the end the `r` steps contribute
+///   `Π_k 4·cos(π/2^(k+1))` (2.8, 10.5, 41 for `r` = 1, 2, 3).
+/// * SlotToCoeff sums `2n` coefficients with unit weights and scales by
+///   `q_0/(2π·Δ_eff) = 2^ρ/(2π)`, which turns both into Gaussian slot errors.
+/// * **SlotToCoeff quantisation.** Its plaintexts hold the DFT entries to
+///   `1/Δ_pt`; per slot the error is about `√(Σ diagonals / Δ_pt²)` over its
+///   transforms. Fitted at N = 2^13, full slots, 36-bit SlotToCoeff primes
+///   (`Δ_pt ≈ 2^27.8`): slot errors had standard deviation 2^-23.84 where the
+///   output roundings alone give 2^-24.43 (and do with 41- or 46-bit
+///   primes). Doubled as a margin.
 /// * **Output part.** The roundings at the output scale `Δ_out`: the last
 ///   rescale's `e_1` and the ModDown of the conjugation that cleans the
 ///   imaginary part, `e_2`. The output is `2·Re(y) + e_2`, so the real part
 ///   carries `√(2 + 1/2)` times one rounding: per slot
 ///   `√(2n)·√(N/18)/Δ_out` (only the `2n` coefficients of the slots' subring
-///   reach them). These errors arise in
-///   the slots themselves, where a rounding `e·s` is the product of two
-///   slot values, `e(ζ)·s(ζ)`: its real part is Laplace-distributed, not
-///   Gaussian, so the largest of `n` lies near `σ/√2·(ln n + 3)` (the `+ 3`
-///   leaves a few percent chance of exceeding it). Negligible at
-///   `Δ_out = 2^40`, it is most of the error at `2^36` (`levels16`).
+///   reach them). These errors arise in the slots themselves, where a
+///   rounding `e·s` is the product of two slot values, `e(ζ)·s(ζ)`: its real
+///   part is Laplace-distributed, so the largest of `n` lies near
+///   `σ/√2·(ln n + 3)` (the `+ 3` leaves a few percent chance of exceeding it).
 ///
-/// * **SlotToCoeff quantisation.** Its plaintexts hold the DFT entries to
-///   `1/Δ_pt`; per slot the error is about `√(Σ diagonals / Δ_pt²)` over its
-///   transforms. Fitted at N = 2^13, full slots, 36-bit SlotToCoeff primes
-///   (`Δ_pt ≈ 2^27.8`): slot errors had standard deviation 2^-23.84 where the
-///   output roundings alone give 2^-24.43 (and do with 41- or 46-bit primes).
-///   Gaussian, doubled as a margin, added to the EvalMod part.
-///
-/// The parts are added in quadrature.
+/// The Gaussian parts are added in quadrature and their largest of `n` is
+/// taken as `σ·√(2·ln(2n/p))`, exceeded with probability at most `p = 10^-3`;
+/// the output part is added in quadrature to that.
 fn estimate_precision(
     params: &Parameters,
     config: &BootstrapConfig,
@@ -675,17 +686,17 @@ fn estimate_precision(
     output_scale: f64,
     stc: &[LinearTransform],
 ) -> f64 {
+    use std::f64::consts::PI;
     let n = params.n() as f64;
-    let rounding = (n / 18.0).sqrt() * n.sqrt();
-    let per_slot_noise = rounding / eval_scale;
-    let amplification = 4f64.powi(config.double_angle as i32);
-    let sine_error = amplification * (3.0 * per_slot_noise + cosine.truncation_error);
+    let rounding = (n / 18.0).sqrt() * n.sqrt() / eval_scale;
+    let input = EVAL_MOD_INPUT_ROUNDINGS * rounding * 2.0 * PI * config.k_u();
+    let amplification: f64 = (1..=config.double_angle)
+        .map(|k| 4.0 * (PI / f64::from(1u32 << (k + 1))).cos())
+        .product();
+    let polynomial = amplification * (3.0 * rounding + cosine.truncation_error);
     let coeffs = (2 * slots) as f64;
     let ratio = 2f64.powi(config.log_message_ratio as i32);
-    let eval_mod_std = sine_error / (2.0 * std::f64::consts::PI)
-        * ratio
-        * coeffs.sqrt()
-        * 2f64.powf(PRECISION_MARGIN_BITS);
+    let eval_mod_std = input.hypot(polynomial) / (2.0 * PI) * ratio * coeffs.sqrt();
     // Fitted on one configuration: doubled as a margin.
     let quantisation_std: f64 = 2.0
         * stc
@@ -693,15 +704,22 @@ fn estimate_precision(
             .map(|lt| lt.diagonal_count() as f64 / (lt.scale() * lt.scale()))
             .sum::<f64>()
             .sqrt();
+    let gaussian_max = eval_mod_std.hypot(quantisation_std)
+        * (2.0 * (2.0 * slots as f64 / MAX_EXCEEDED_PROBABILITY).ln()).sqrt();
     let output_std = (n / 18.0).sqrt() * coeffs.sqrt() * 2.5f64.sqrt() / output_scale;
     let output_max = output_std / std::f64::consts::SQRT_2 * ((slots as f64).ln() + 3.0);
-    -(4.5 * eval_mod_std.hypot(quantisation_std))
-        .hypot(output_max)
-        .log2()
+    -gaussian_max.hypot(output_max).log2()
 }
 
-/// Bits subtracted from the error model's precision (see `estimate_precision`).
-pub const PRECISION_MARGIN_BITS: f64 = 3.0;
+/// Roundings at the EvalMod scale that the EvalMod input carries, in the
+/// error model (`estimate_precision`). Fitted at N = 2^13, full slots, with
+/// 54- and 56-bit EvalMod primes, where this term dominates (slot error
+/// standard deviations 2^-21.77 and 2^-23.80, which 6.2 roundings give),
+/// and rounded up.
+pub const EVAL_MOD_INPUT_ROUNDINGS: f64 = 7.0;
+
+/// The error model's largest slot error is exceeded with this probability.
+const MAX_EXCEEDED_PROBABILITY: f64 = 1e-3;
 
 impl KeyGenerator {
     /// The keys `bootstrapper` needs: relinearisation, its Galois keys
@@ -715,7 +733,8 @@ impl KeyGenerator {
         let mut evaluation = EvaluationKeys::default();
         evaluation.set_relinearization_key(self.gen_relinearization_key(sk));
         for (g, level) in bootstrapper.galois_key_levels() {
-            let key = self.gen_galois_key_at(sk, g, level);
+            let mut key = self.gen_galois_key_at(sk, g, level);
+            key.set_storage(&bootstrapper.params, bootstrapper.config.galois_key_storage);
             evaluation.insert_galois(g, key);
         }
         let encapsulation =

@@ -4,7 +4,7 @@
 use super::presets::Preset;
 use super::*;
 use crate::ckks::precision::precision_real;
-use crate::ckks::{Decryptor, Encryptor, ParametersLiteral, SecretDistribution};
+use crate::ckks::{Decryptor, Encryptor, KeyStorage, ParametersLiteral, SecretDistribution};
 
 /// A chain shaped like the presets, at a small ring degree.
 fn small(log_n: u32, config: &BootstrapConfig, circuit_levels: usize) -> Parameters {
@@ -172,6 +172,36 @@ fn only_the_needed_galois_keys_are_generated() {
     let back =
         crate::ckks::serialize::load_evaluation_keys(s.bs.params(), &mut buf.as_slice()).unwrap();
     assert_eq!(&back, s.keys.evaluation.as_ref());
+}
+
+#[test]
+fn seeded_galois_keys_bootstrap_alike_in_half_the_memory() {
+    use crate::ckks::serialize::{load_bootstrapping_keys, save_bootstrapping_keys};
+    let mut config = BootstrapConfig::new(9);
+    config.galois_key_storage = KeyStorage::Seeded;
+    let mut s = setup(10, config, 1);
+    let galois = &s.keys.evaluation.galois;
+    assert!(galois.values().all(|k| k.storage() == KeyStorage::Seeded));
+    assert_eq!(s.bs.key_bytes(), s.keys.size_bytes());
+    let mut expanded = BootstrapConfig::new(9);
+    expanded.galois_key_storage = KeyStorage::Expanded;
+    let full = Bootstrapper::new(&s.params, expanded).unwrap().key_bytes();
+    // Galois keys: half the bytes (plus 32 per digit either way).
+    let seeded: usize = galois.values().map(|k| k.size_bytes()).sum();
+    let seeds: usize = galois.values().map(|k| 32 * k.seeds.len()).sum();
+    let others = s.keys.size_bytes() - seeded;
+    assert_eq!(full - others - seeds, 2 * (seeded - seeds));
+    let bits = check(&s, 3);
+    assert!(
+        bits >= s.bs.contract().output_precision_bits,
+        "{bits:.1} bits"
+    );
+    // The file records the storage; loading keeps the keys seeded.
+    let mut file = Vec::new();
+    save_bootstrapping_keys(&s.params, &s.keys, &mut file).unwrap();
+    s.keys = load_bootstrapping_keys(&s.params, &mut file.as_slice()).unwrap();
+    assert_eq!(s.bs.key_bytes(), s.keys.size_bytes());
+    assert!(check(&s, 4) >= s.bs.contract().output_precision_bits);
 }
 
 #[test]

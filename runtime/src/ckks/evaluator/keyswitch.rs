@@ -8,6 +8,7 @@ use crate::ckks::keys::SwitchingKey;
 use crate::ckks::params::Parameters;
 use crate::ckks::ring::simd::wide;
 use crate::ckks::ring::Poly;
+use crate::ckks::sampling::{UniformExpander, UNIFORM_CHUNK};
 use rayon::prelude::*;
 
 /// A polynomial at level `ℓ` split into its digits, each extended to `Q_ℓ ∪ P`
@@ -60,7 +61,8 @@ impl Evaluator {
     }
 
     /// `Σ_j σ(digit_j) · key_j` over `Q_ℓ ∪ P`, where `σ` is the NTT-domain
-    /// permutation `perm` (identity if `None`).
+    /// permutation `perm` (identity if `None`). A seeded key's `a_j` are
+    /// regenerated chunk by chunk, next to their use.
     pub(crate) fn key_inner_product(
         &self,
         dec: &Decomposed,
@@ -74,13 +76,17 @@ impl Evaluator {
         let mut out0 = Poly::zero(ring, level, true, true);
         let mut out1 = Poly::zero(ring, level, true, true);
         let nd = dec.digits.len();
+        let expanders: Vec<UniformExpander> = match key.a {
+            Some(_) => Vec::new(),
+            None => key.seeds[..nd].iter().map(UniformExpander::new).collect(),
+        };
         out0.data
             .par_chunks_mut(n)
             .zip(out1.data.par_chunks_mut(n))
             .enumerate()
             .for_each(|(t, (o0, o1))| {
                 // Keys may be stored at any level ≥ ℓ (limbs q_0..q_k, then P).
-                let key_level = key.b[0].level;
+                let key_level = key.level();
                 let (mi, key_limb) = if t <= level {
                     (t, t)
                 } else {
@@ -89,16 +95,43 @@ impl Evaluator {
                 let m = ring.modulus(mi);
                 let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(t)).collect();
                 let bs: Vec<&[u64]> = key.b[..nd].iter().map(|b| b.limb(key_limb)).collect();
-                let as_: Vec<&[u64]> = key.a[..nd].iter().map(|a| a.limb(key_limb)).collect();
-                macro_rules! dispatch {
-                    ($($d:literal)*) => {
-                        match nd {
-                            $($d => wide(#[inline(always)] || inner_product_limb::<$d>(m, &ds, &bs, &as_, perm, o0, o1)),)*
-                            _ => unreachable!("at most 16 digits"),
+                match &key.a {
+                    Some(a) => {
+                        let as_: Vec<&[u64]> = a[..nd].iter().map(|a| a.limb(key_limb)).collect();
+                        inner_product(m, &ds, &bs, &as_, perm, o0, o1);
+                    }
+                    None => {
+                        let mut scratch = vec![0u64; nd * UNIFORM_CHUNK];
+                        for start in (0..n).step_by(UNIFORM_CHUNK) {
+                            let range = start..(start + UNIFORM_CHUNK).min(n);
+                            let len = range.len();
+                            for (ex, row) in expanders.iter().zip(scratch.chunks_mut(UNIFORM_CHUNK))
+                            {
+                                ex.fill_chunk(
+                                    mi,
+                                    start / UNIFORM_CHUNK,
+                                    m.value(),
+                                    &mut row[..len],
+                                );
+                            }
+                            let as_: Vec<&[u64]> =
+                                scratch.chunks(UNIFORM_CHUNK).map(|r| &r[..len]).collect();
+                            let bs: Vec<&[u64]> = bs.iter().map(|b| &b[range.clone()]).collect();
+                            let (o0, o1) = (&mut o0[range.clone()], &mut o1[range.clone()]);
+                            match perm {
+                                // The permutation indexes the whole digit limbs.
+                                Some(p) => {
+                                    inner_product(m, &ds, &bs, &as_, Some(&p[range]), o0, o1)
+                                }
+                                None => {
+                                    let ds: Vec<&[u64]> =
+                                        ds.iter().map(|d| &d[range.clone()]).collect();
+                                    inner_product(m, &ds, &bs, &as_, None, o0, o1);
+                                }
+                            }
                         }
-                    };
+                    }
                 }
-                dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
             });
         (out0, out1)
     }
@@ -106,6 +139,30 @@ impl Evaluator {
     pub(crate) fn mod_down(&self, x: Poly) -> Poly {
         mod_down(&self.params, x)
     }
+}
+
+/// `o = Σ_j σ(d_j)·(b_j, a_j)` over one limb (or a range of it: `o0`, `o1`,
+/// `bs`, `as_` and `perm` cover the range; `ds` the range, or the whole limb
+/// when `perm` indexes it), compiled for each digit count.
+#[allow(clippy::too_many_arguments)]
+fn inner_product(
+    m: &crate::ckks::ring::Modulus,
+    ds: &[&[u64]],
+    bs: &[&[u64]],
+    as_: &[&[u64]],
+    perm: Option<&[u32]>,
+    o0: &mut [u64],
+    o1: &mut [u64],
+) {
+    macro_rules! dispatch {
+        ($($d:literal)*) => {
+            match ds.len() {
+                $($d => wide(#[inline(always)] || inner_product_limb::<$d>(m, ds, bs, as_, perm, o0, o1)),)*
+                _ => unreachable!("at most 16 digits"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
 }
 
 /// One limb of `Σ_j σ(d_j)·(b_j, a_j)` for `D` digits: the products are
@@ -121,7 +178,7 @@ fn inner_product_limb<const D: usize>(
     o1: &mut [u64],
 ) {
     let n = o0.len();
-    let ds: [&[u64]; D] = std::array::from_fn(|j| &ds[j][..n]);
+    let ds: [&[u64]; D] = std::array::from_fn(|j| ds[j]);
     let bs: [&[u64]; D] = std::array::from_fn(|j| &bs[j][..n]);
     let as_: [&[u64]; D] = std::array::from_fn(|j| &as_[j][..n]);
     let o1 = &mut o1[..n];
@@ -141,6 +198,7 @@ fn inner_product_limb<const D: usize>(
             }
         }
         None => {
+            let ds: [&[u64]; D] = std::array::from_fn(|j| &ds[j][..n]);
             for x in 0..n {
                 let (mut acc0, mut acc1) = (0u128, 0u128);
                 for j in 0..D {
