@@ -78,8 +78,10 @@ impl Preset {
 
     /// How the Galois keys are held. `levels16` needs 33 Q primes, so only
     /// four special primes fit the 128-bit budget and its keys have nine
-    /// digits over 37 limbs: expanded they take 12.9 GiB at full slots,
-    /// seeded half that, within the 8 GiB goal.
+    /// digits over 37 limbs: at full slots all its bootstrapping keys take
+    /// 12.9 GiB with expanded Galois keys, 6.8 GiB with seeded ones
+    /// (measured), within the 8 GiB goal; the regeneration did not show
+    /// above the timing noise (BENCHMARKS.md).
     fn galois_key_storage(self) -> KeyStorage {
         match self {
             Preset::Levels9 => KeyStorage::Expanded,
