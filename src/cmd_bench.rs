@@ -209,8 +209,14 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
 
 pub fn run(what: BenchWhat) -> Result<()> {
     match what {
-        BenchWhat::Bootstrap(args) => bootstrap(args),
-        BenchWhat::Ckks(args) => ckks(args),
+        BenchWhat::Bootstrap(args) => {
+            runtime::ckks::allocator::tune_for_large_polynomials();
+            bootstrap(args)
+        }
+        BenchWhat::Ckks(args) => {
+            runtime::ckks::allocator::tune_for_large_polynomials();
+            ckks(args)
+        }
         BenchWhat::Reference(args) => reference(args),
     }
 }

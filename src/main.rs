@@ -39,7 +39,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    runtime::ckks::allocator::tune_for_large_polynomials();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => cmd_inspect::run(args),

@@ -10,7 +10,11 @@
 //! settings below, and 16.5 s instead of 21.2 s for the second bootstrap.
 
 /// Serves allocations up to 32 MiB from the heap, keeps up to 2 GiB of freed
-/// heap top, and uses one arena. Call once, early (the CLI does, in `main`).
+/// heap top, and uses one arena. Call once, before the CKKS work starts its
+/// threads (the CLI does for its CKKS commands only: on the reference
+/// executor, alternating runs of `bench reference` with and without these
+/// settings differed by no more than this machine's run-to-run noise, so
+/// there is no measured reason to impose a single arena there).
 /// Does nothing where the C library is not glibc, or when `GLIBC_TUNABLES`
 /// already sets malloc options (the user's choice wins).
 pub fn tune_for_large_polynomials() {
