@@ -100,37 +100,7 @@ impl Evaluator {
                         let as_: Vec<&[u64]> = a[..nd].iter().map(|a| a.limb(key_limb)).collect();
                         inner_product(m, &ds, &bs, &as_, perm, o0, o1);
                     }
-                    None => {
-                        let mut scratch = vec![0u64; nd * UNIFORM_CHUNK];
-                        for start in (0..n).step_by(UNIFORM_CHUNK) {
-                            let range = start..(start + UNIFORM_CHUNK).min(n);
-                            let len = range.len();
-                            for (ex, row) in expanders.iter().zip(scratch.chunks_mut(UNIFORM_CHUNK))
-                            {
-                                ex.fill_chunk(
-                                    mi,
-                                    start / UNIFORM_CHUNK,
-                                    m.value(),
-                                    &mut row[..len],
-                                );
-                            }
-                            let as_: Vec<&[u64]> =
-                                scratch.chunks(UNIFORM_CHUNK).map(|r| &r[..len]).collect();
-                            let bs: Vec<&[u64]> = bs.iter().map(|b| &b[range.clone()]).collect();
-                            let (o0, o1) = (&mut o0[range.clone()], &mut o1[range.clone()]);
-                            match perm {
-                                // The permutation indexes the whole digit limbs.
-                                Some(p) => {
-                                    inner_product(m, &ds, &bs, &as_, Some(&p[range]), o0, o1)
-                                }
-                                None => {
-                                    let ds: Vec<&[u64]> =
-                                        ds.iter().map(|d| &d[range.clone()]).collect();
-                                    inner_product(m, &ds, &bs, &as_, None, o0, o1);
-                                }
-                            }
-                        }
-                    }
+                    None => inner_product_regenerated(m, mi, &expanders, &ds, &bs, perm, o0, o1),
                 }
             });
         (out0, out1)
@@ -138,6 +108,42 @@ impl Evaluator {
 
     pub(crate) fn mod_down(&self, x: Poly) -> Poly {
         mod_down(&self.params, x)
+    }
+}
+
+/// [`inner_product`] over one limb (of modulus index `mi`) of a seeded key:
+/// the `a_j` are regenerated a chunk at a time from `expanders` into a
+/// scratch row per digit (which stays in cache) and used at once.
+#[allow(clippy::too_many_arguments)]
+fn inner_product_regenerated(
+    m: &crate::ckks::ring::Modulus,
+    mi: usize,
+    expanders: &[UniformExpander],
+    ds: &[&[u64]],
+    bs: &[&[u64]],
+    perm: Option<&[u32]>,
+    o0: &mut [u64],
+    o1: &mut [u64],
+) {
+    let n = o0.len();
+    let mut scratch = vec![0u64; expanders.len() * UNIFORM_CHUNK];
+    for (chunk, start) in (0..n).step_by(UNIFORM_CHUNK).enumerate() {
+        let range = start..(start + UNIFORM_CHUNK).min(n);
+        let len = range.len();
+        for (ex, row) in expanders.iter().zip(scratch.chunks_mut(UNIFORM_CHUNK)) {
+            ex.fill_chunk(mi, chunk, m.value(), &mut row[..len]);
+        }
+        let as_: Vec<&[u64]> = scratch.chunks(UNIFORM_CHUNK).map(|r| &r[..len]).collect();
+        let bs: Vec<&[u64]> = bs.iter().map(|b| &b[range.clone()]).collect();
+        let (o0, o1) = (&mut o0[range.clone()], &mut o1[range.clone()]);
+        match perm {
+            // The permutation indexes the whole digit limbs.
+            Some(p) => inner_product(m, ds, &bs, &as_, Some(&p[range]), o0, o1),
+            None => {
+                let ds: Vec<&[u64]> = ds.iter().map(|d| &d[range.clone()]).collect();
+                inner_product(m, &ds, &bs, &as_, None, o0, o1);
+            }
+        }
     }
 }
 
