@@ -405,12 +405,16 @@ pub fn save_evaluation_keys<W: Write>(
     keys: &EvaluationKeys,
     w: &mut W,
 ) -> Result<(), CkksError> {
-    let f = EvaluationKeysFile {
+    let f = evaluation_keys_file(params, keys);
+    write_container(w, FileKind::EvaluationKeys, &encode(&f))
+}
+
+fn evaluation_keys_file(params: &Parameters, keys: &EvaluationKeys) -> EvaluationKeysFile {
+    EvaluationKeysFile {
         params: params_id(params),
         relin: keys.relin.as_ref().map(swk_file),
         galois: keys.galois.iter().map(|(g, k)| (*g, swk_file(k))).collect(),
-    };
-    write_container(w, FileKind::EvaluationKeys, &encode(&f))
+    }
 }
 
 pub fn load_evaluation_keys<R: Read>(
@@ -456,15 +460,10 @@ pub fn save_bootstrapping_keys<W: Write>(
     keys: &BootstrappingKeys,
     w: &mut W,
 ) -> Result<(), CkksError> {
-    let ev = &keys.evaluation;
     let enc = &keys.encapsulation;
     let words = |v: &Vec<u64>| Words(v.clone());
     let f = BootstrappingKeysFile {
-        evaluation: EvaluationKeysFile {
-            params: params_id(params),
-            relin: ev.relin.as_ref().map(swk_file),
-            galois: ev.galois.iter().map(|(g, k)| (*g, swk_file(k))).collect(),
-        },
+        evaluation: evaluation_keys_file(params, &keys.evaluation),
         to_sparse_b: [words(&enc.to_sparse.b[0]), words(&enc.to_sparse.b[1])],
         to_sparse_a: [words(&enc.to_sparse.a[0]), words(&enc.to_sparse.a[1])],
         to_dense: swk_file(&enc.to_dense),

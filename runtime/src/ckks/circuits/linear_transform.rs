@@ -192,22 +192,17 @@ impl LinearTransform {
 /// A plaintext's integer coefficients over `Q_level·P`, NTT domain.
 fn extended_plaintext(encoder: &Encoder, coeffs: &[i128], level: usize) -> Poly {
     let ring = encoder.params().ring();
-    let n = ring.n();
     let mut poly = Poly::zero(ring, level, true, false);
-    poly.data
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(l, limb)| {
-            wide(
-                #[inline(always)]
-                || {
-                    let m = ring.modulus(ring.limb_modulus_index(level, l));
-                    for (o, c) in limb.iter_mut().zip(coeffs) {
-                        *o = m.reduce_i128(*c);
-                    }
-                },
-            )
-        });
+    poly.for_each_limb(
+        ring,
+        #[inline(always)]
+        |mi, limb| {
+            let m = ring.modulus(mi);
+            for (o, c) in limb.iter_mut().zip(coeffs) {
+                *o = m.reduce_i128(*c);
+            }
+        },
+    );
     poly.to_ntt(ring);
     poly
 }
@@ -240,23 +235,18 @@ impl Evaluator {
                 let n = ring.n();
                 let gap = n / 2 / lt.slots;
                 let mut poly = Poly::zero(ring, level, true, false);
-                poly.data
-                    .par_chunks_mut(n)
-                    .enumerate()
-                    .for_each(|(l, limb)| {
-                        wide(
-                            #[inline(always)]
-                            || {
-                                let mi = ring.limb_modulus_index(level, l);
-                                let m = ring.modulus(mi);
-                                for i in 0..lt.slots {
-                                    limb[i * gap] = m.reduce_i64(c[i]);
-                                    limb[n / 2 + i * gap] = m.reduce_i64(c[lt.slots + i]);
-                                }
-                                ring.ntt(mi).forward(limb);
-                            },
-                        )
-                    });
+                poly.for_each_limb(
+                    ring,
+                    #[inline(always)]
+                    |mi, limb| {
+                        let m = ring.modulus(mi);
+                        for i in 0..lt.slots {
+                            limb[i * gap] = m.reduce_i64(c[i]);
+                            limb[n / 2 + i * gap] = m.reduce_i64(c[lt.slots + i]);
+                        }
+                        ring.ntt(mi).forward(limb);
+                    },
+                );
                 poly.ntt = true;
                 Cow::Owned(poly)
             }

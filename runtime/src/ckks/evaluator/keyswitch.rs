@@ -188,33 +188,38 @@ fn inner_product_limb<const D: usize>(
     let bs: [&[u64]; D] = std::array::from_fn(|j| &bs[j][..n]);
     let as_: [&[u64]; D] = std::array::from_fn(|j| &as_[j][..n]);
     let o1 = &mut o1[..n];
+    // One loop for both cases, the source index as a closure: each call
+    // below is compiled on its own with it inlined.
+    #[inline(always)]
+    fn accumulate<const D: usize>(
+        m: &crate::ckks::ring::Modulus,
+        ds: [&[u64]; D],
+        bs: [&[u64]; D],
+        as_: [&[u64]; D],
+        src: impl Fn(usize) -> usize,
+        o0: &mut [u64],
+        o1: &mut [u64],
+    ) {
+        for x in 0..o1.len() {
+            let s = src(x);
+            let (mut acc0, mut acc1) = (0u128, 0u128);
+            for j in 0..D {
+                let d = ds[j][s] as u128;
+                acc0 += d * bs[j][x] as u128;
+                acc1 += d * as_[j][x] as u128;
+            }
+            o0[x] = m.reduce_u128(acc0);
+            o1[x] = m.reduce_u128(acc1);
+        }
+    }
     match perm {
         Some(p) => {
             let p = &p[..n];
-            for x in 0..n {
-                let src = p[x] as usize;
-                let (mut acc0, mut acc1) = (0u128, 0u128);
-                for j in 0..D {
-                    let d = ds[j][src] as u128;
-                    acc0 += d * bs[j][x] as u128;
-                    acc1 += d * as_[j][x] as u128;
-                }
-                o0[x] = m.reduce_u128(acc0);
-                o1[x] = m.reduce_u128(acc1);
-            }
+            accumulate(m, ds, bs, as_, |x| p[x] as usize, o0, o1);
         }
         None => {
             let ds: [&[u64]; D] = std::array::from_fn(|j| &ds[j][..n]);
-            for x in 0..n {
-                let (mut acc0, mut acc1) = (0u128, 0u128);
-                for j in 0..D {
-                    let d = ds[j][x] as u128;
-                    acc0 += d * bs[j][x] as u128;
-                    acc1 += d * as_[j][x] as u128;
-                }
-                o0[x] = m.reduce_u128(acc0);
-                o1[x] = m.reduce_u128(acc1);
-            }
+            accumulate(m, ds, bs, as_, |x| x, o0, o1);
         }
     }
 }

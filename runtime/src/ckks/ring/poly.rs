@@ -52,22 +52,26 @@ impl Poly {
     /// Sets limb `i` of every coefficient from a small signed integer vector.
     pub fn from_signed(ctx: &RingContext, coeffs: &[i64], level: usize, ext: bool) -> Self {
         let mut p = Poly::zero(ctx, level, ext, false);
-        let n = p.n;
-        p.data.par_chunks_mut(n).enumerate().for_each(|(i, limb)| {
-            wide(
-                #[inline(always)]
-                || {
-                    let m = ctx.modulus(ctx.limb_modulus_index(level, i));
-                    for (o, c) in limb.iter_mut().zip(coeffs) {
-                        *o = m.reduce_i64(*c);
-                    }
-                },
-            )
-        });
+        p.for_each_limb(
+            ctx,
+            #[inline(always)]
+            |mi, limb| {
+                let m = ctx.modulus(mi);
+                for (o, c) in limb.iter_mut().zip(coeffs) {
+                    *o = m.reduce_i64(*c);
+                }
+            },
+        );
         p
     }
 
-    fn for_each_limb(&mut self, ctx: &RingContext, f: impl Fn(usize, &mut [u64]) + Sync + Send) {
+    /// Runs `f(modulus index, limb)` on every limb, in parallel, compiled
+    /// for x86-64-v4 where available (see [`wide`]).
+    pub(crate) fn for_each_limb(
+        &mut self,
+        ctx: &RingContext,
+        f: impl Fn(usize, &mut [u64]) + Sync + Send,
+    ) {
         let (n, level) = (self.n, self.level);
         self.data
             .par_chunks_mut(n)
