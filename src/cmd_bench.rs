@@ -94,8 +94,7 @@ pub struct BootstrapBench {
 }
 
 fn parse_key_storage(s: &str) -> Result<runtime::ckks::KeyStorage, String> {
-    use runtime::ckks::KeyStorage;
-    [KeyStorage::Expanded, KeyStorage::Seeded]
+    runtime::ckks::KeyStorage::ALL
         .into_iter()
         .find(|k| k.name() == s)
         .ok_or_else(|| format!("expected expanded or seeded, got {s:?}"))
@@ -177,15 +176,10 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
             r.precision_min_bits[i],
             r.precision_mean_bits[i]
         );
-        let phases: Vec<String> = [
-            "mod_raise",
-            "coeffs_to_slots",
-            "eval_mod",
-            "slots_to_coeffs",
-        ]
-        .iter()
-        .filter_map(|k| Some(format!("{k} {:.2} s", r.phase_s[i].get(*k)?)))
-        .collect();
+        let phases: Vec<String> = runtime::ckks::bootstrapping::PHASES
+            .iter()
+            .filter_map(|k| Some(format!("{k} {:.2} s", r.phase_s[i].get(*k)?)))
+            .collect();
         println!("  phases: {}", phases.join(", "));
     }
     if let Some(b) = r.peak_rss_bytes {

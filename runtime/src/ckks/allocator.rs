@@ -7,7 +7,8 @@
 //! faulted in (and zeroed by the kernel) again and again: measured on
 //! `bench bootstrap --preset levels16` (2 threads), 6.1 M minor page faults
 //! and 36 s of system time in a 67 s run, against 2.3 M and 21 s with the
-//! settings below, and 16.5 s instead of 21.2 s for the second bootstrap.
+//! settings below given through `GLIBC_TUNABLES` (there with a 16 GiB trim
+//! threshold), and 16.5 s instead of 21.2 s for the second bootstrap.
 
 /// Serves allocations up to 32 MiB from the heap, keeps up to 2 GiB of freed
 /// heap top, and uses one arena. Call once, before the CKKS work starts its

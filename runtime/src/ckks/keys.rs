@@ -94,6 +94,8 @@ pub enum KeyStorage {
 }
 
 impl KeyStorage {
+    pub const ALL: [KeyStorage; 2] = [KeyStorage::Expanded, KeyStorage::Seeded];
+
     pub fn name(self) -> &'static str {
         match self {
             KeyStorage::Expanded => "expanded",
@@ -276,11 +278,7 @@ impl KeyGenerator {
         let digits = digits_up_to(&params, level);
         let mut sk_at = sk.ntt.clone();
         sk_at.drop_to_level(level);
-        let mut key = SwitchingKey {
-            b: Vec::new(),
-            a: Some(Vec::new()),
-            seeds: Vec::new(),
-        };
+        let (mut bs, mut as_, mut seeds) = (Vec::new(), Vec::new(), Vec::new());
         for d in digits {
             let seed = self.rng.seed();
             let a = uniform_poly(ring, &seed, level, true);
@@ -295,17 +293,24 @@ impl KeyGenerator {
                     *o = m.add(*o, m.mul_shoup(x, pm, pms));
                 }
             }
-            key.b.push(b);
-            key.a.get_or_insert_default().push(a);
-            key.seeds.push(seed);
+            bs.push(b);
+            as_.push(a);
+            seeds.push(seed);
         }
-        key
+        wipe(&mut sk_at.data);
+        SwitchingKey {
+            b: bs,
+            a: Some(as_),
+            seeds,
+        }
     }
 
     pub fn gen_relinearization_key(&mut self, sk: &SecretKey) -> SwitchingKey {
         let mut s2 = sk.ntt.clone();
         s2.mul_assign(self.params.ring(), &sk.ntt);
-        self.gen_switching_key(sk, &s2)
+        let key = self.gen_switching_key(sk, &s2);
+        wipe(&mut s2.data);
+        key
     }
 
     /// Key for the automorphism `X ↦ X^g`: switches from `σ_g(s)` to `s`.
@@ -318,8 +323,10 @@ impl KeyGenerator {
     /// (see [`KeyGenerator::gen_switching_key_at`]).
     pub fn gen_galois_key_at(&mut self, sk: &SecretKey, g: u64, level: usize) -> SwitchingKey {
         let perm = self.params.ring().galois_permutation(g);
-        let sg = sk.ntt.permuted(&perm);
-        self.gen_switching_key_at(sk, &sg, level)
+        let mut sg = sk.ntt.permuted(&perm);
+        let key = self.gen_switching_key_at(sk, &sg, level);
+        wipe(&mut sg.data);
+        key
     }
 
     /// Relinearisation key plus Galois keys for the given rotations (and

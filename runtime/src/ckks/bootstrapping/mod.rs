@@ -138,8 +138,16 @@ impl BootstrapConfig {
     }
 }
 
-/// Wall seconds per named phase of one bootstrap, in order.
+/// Wall seconds per named phase of one bootstrap, in the order of [`PHASES`].
 pub type PhaseTimes = Vec<(&'static str, f64)>;
+
+/// The phases [`Bootstrapper::bootstrap_timed`] times, in order.
+pub const PHASES: [&str; 4] = [
+    "mod_raise",
+    "coeffs_to_slots",
+    "eval_mod",
+    "slots_to_coeffs",
+];
 
 /// The numbers a scheduler plans with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -223,6 +231,12 @@ fn baby_steps(diags: &Diagonals, space: usize) -> usize {
         .map(|e| 1usize << e)
         .min_by_key(|&n1| count(n1))
         .unwrap_or(1)
+}
+
+/// The rotations of the sub-sum of sparse packing (`n` slots, `gap = N/2n`):
+/// by `n`, `2n`, …, `gap·n/2`. None for full packing.
+fn sub_sum_rotations(slots: usize, gap: usize) -> impl Iterator<Item = i64> {
+    (0..gap.trailing_zeros()).map(move |i| (slots << i) as i64)
 }
 
 impl Bootstrapper {
@@ -373,7 +387,7 @@ impl Bootstrapper {
             .iter()
             .chain(&stc)
             .flat_map(|lt| lt.rotations())
-            .chain((0..gap.trailing_zeros()).map(|i| (slots << i) as i64))
+            .chain(sub_sum_rotations(slots, gap))
             .collect();
         rotations.sort();
         rotations.dedup();
@@ -474,12 +488,8 @@ impl Bootstrapper {
                 *l = (*l).max(level);
             }
         };
-        let gap = n / 2 / self.slots;
-        for i in 0..gap.trailing_zeros() {
-            need(
-                galois_element_for_rotation(n, (self.slots << i) as i64),
-                top,
-            );
+        for k in sub_sum_rotations(self.slots, n / 2 / self.slots) {
+            need(galois_element_for_rotation(n, k), top);
         }
         for lt in self.cts.iter().chain(&self.stc) {
             for k in lt.rotations() {
@@ -596,13 +606,13 @@ impl Bootstrapper {
 
         // 3. Sub-sum over the rotations by multiples of n (sparse packing).
         let gap = self.params.n() / 2 / self.slots;
-        for i in 0..gap.trailing_zeros() {
-            let r = eval.rotate(&x, (self.slots << i) as i64)?;
+        for k in sub_sum_rotations(self.slots, gap) {
+            let r = eval.rotate(&x, k)?;
             x = eval.add(&x, &r)?;
         }
         x.set_scale(q0 * gap as f64);
         x.slots = self.space;
-        lap("mod_raise");
+        lap(PHASES[0]);
 
         // 4. CoeffToSlot.
         for lt in &self.cts {
@@ -610,7 +620,7 @@ impl Bootstrapper {
         }
         x.set_scale(self.eval_scale);
         let conj = eval.conjugate(&x)?;
-        lap("coeffs_to_slots");
+        lap(PHASES[1]);
 
         // 5. EvalMod (6. SlotToCoeff input).
         let mut y = if self.space == self.slots {
@@ -624,7 +634,7 @@ impl Bootstrapper {
         } else {
             self.eval_mod(&eval, &eval.add(&x, &conj)?)?
         };
-        lap("eval_mod");
+        lap(PHASES[2]);
 
         // 6. SlotToCoeff.
         for lt in &self.stc {
@@ -637,7 +647,7 @@ impl Bootstrapper {
         // StC assumed Δ_eff = target: at output_scale the slots read
         // m·effective/target, so the true scale is output_scale·effective/target.
         y.set_scale(self.output_scale * effective / self.target_message_scale);
-        lap("slots_to_coeffs");
+        lap(PHASES[3]);
         Ok((y, phases))
     }
 }
