@@ -11,7 +11,7 @@
 //!    the polynomials see `[−1, 1]` (see [`crate::passes::normalize`]).
 //! 5. `simplify`: explicit scalar products folded by egg.
 
-use ir::{CompositeSign, Graph, OddChebyshev, Tensor};
+use ir::{CompositeSign, Graph, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::minimax::{self, Cache, Mode, Objective, Request};
@@ -66,20 +66,7 @@ pub fn composite_sign(sign: &minimax::SignApprox) -> CompositeSign {
     CompositeSign {
         alpha: sign.alpha,
         epsilon: sign.epsilon,
-        components: sign
-            .components
-            .iter()
-            .map(|c| {
-                let mut coeffs = vec![0.0; c.degree + 1];
-                for (j, &v) in c.coeffs.iter().enumerate() {
-                    coeffs[2 * j + 1] = v;
-                }
-                OddChebyshev {
-                    half_width: 1.0,
-                    coeffs,
-                }
-            })
-            .collect(),
+        components: sign.components.iter().map(|c| c.chebyshev()).collect(),
     }
 }
 
@@ -88,8 +75,13 @@ impl SignApproximations for MinimaxSource {
         Ok(composite_sign(&self.relu(alpha)?.sign))
     }
 
-    fn maxpool_input_scale(&self, window: usize, alpha: u32, bound: f64) -> Result<f64, String> {
-        let margin = minimax::pool::window_margin(window);
+    fn maxpool_input_scale(
+        &self,
+        kernel: [usize; 2],
+        alpha: u32,
+        bound: f64,
+    ) -> Result<f64, String> {
+        let margin = minimax::pool::window_margin(kernel);
         Ok((1.0 - margin * 2f64.powi(-(alpha as i32))) / (2.0 * bound))
     }
 }

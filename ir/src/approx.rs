@@ -7,10 +7,16 @@
 //!   error ≤ `B·2^−α`.
 //! - `max(a, b) ≈ ((a+b) + (a−b)·p(a−b))/2` for `a, b ∈ [0, 1]`.
 //! - K×K max-pooling: every window value is mapped into `[0, 1]` by
-//!   `t = x·input_scale + 1/2`, the window is reduced by a balanced tree of
-//!   approximate maxima ([`tree_reduce`]), and the result mapped back by
+//!   `t = x·input_scale + 1/2`, each row of the window is reduced by a
+//!   balanced tree of approximate maxima ([`tree_reduce`]), then the row
+//!   results the same way, and the result mapped back by
 //!   `(m − 1/2)/input_scale`. Padding is `t = 0` (below every mapped input),
-//!   not −∞.
+//!   not −∞. Reducing rows first keeps every round a single shift of the
+//!   whole packed tensor under encryption; for 2×2 and 3×3 windows it takes
+//!   as many rounds (`⌈log2 K²⌉`) as one tree over the window would.
+//!
+//! Polynomials are evaluated by their plans ([`crate::poly`]), the same
+//! programs the lowering emits as ciphertext operations.
 //!
 //! These definitions are the single source of truth for every executor and
 //! for the lowering; the compiler only chooses the coefficients and bounds.
@@ -18,93 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::op::Pool2d;
-
-/// An odd polynomial `p(x) = Σ_k c_k·T_k(x / half_width)` (even `c_k` are 0).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OddChebyshev {
-    /// The polynomial is defined for `x ∈ [−half_width, half_width]`.
-    pub half_width: f64,
-    /// Chebyshev coefficients `c_0..=c_d`.
-    pub coeffs: Vec<f64>,
-}
-
-impl OddChebyshev {
-    pub fn degree(&self) -> usize {
-        self.coeffs.len().saturating_sub(1)
-    }
-
-    /// Multiplicative depth of an optimal evaluation: `⌈log2(d+1)⌉`.
-    pub fn depth(&self) -> u32 {
-        ceil_log2(self.degree() + 1)
-    }
-
-    /// Evaluation in f64 by Clenshaw's recurrence in `T_2`: the odd
-    /// Chebyshev polynomials satisfy `T_{2j+3} = 2·T_2·T_{2j+1} − T_{2j−1}`,
-    /// so only the odd coefficients are visited (even ones must be zero).
-    pub fn eval(&self, x: f64) -> f64 {
-        let u = x / self.half_width;
-        let a = 2.0 * (2.0 * u * u - 1.0);
-        let (mut b1, mut b2) = (0.0f64, 0.0f64);
-        for &c in self.coeffs.iter().skip(1).step_by(2).rev() {
-            let b0 = a * b1 - b2 + c;
-            b2 = b1;
-            b1 = b0;
-        }
-        u * (b1 - b2)
-    }
-
-    /// [`OddChebyshev::eval`] at every value of `xs`, in place: the same
-    /// operations in the same order for each element (so bit-identical
-    /// results), with the loops turned so the inner one runs over elements
-    /// and vectorises.
-    pub fn eval_in_place(&self, xs: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { odd_clenshaw_avx2(&self.coeffs, self.half_width, xs) };
-            return;
-        }
-        odd_clenshaw(&self.coeffs, self.half_width, xs);
-    }
-}
-
-/// The block evaluation behind [`OddChebyshev::eval_in_place`], compiled
-/// again with AVX2 enabled. Rust never fuses a multiply and an add on its
-/// own, so both versions round exactly like [`OddChebyshev::eval`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn odd_clenshaw_avx2(coeffs: &[f64], half_width: f64, xs: &mut [f64]) {
-    odd_clenshaw(coeffs, half_width, xs)
-}
-
-#[inline(always)]
-fn odd_clenshaw(coeffs: &[f64], half_width: f64, xs: &mut [f64]) {
-    for chunk in xs.chunks_mut(EVAL_CHUNK) {
-        let n = chunk.len();
-        let mut u = [0.0f64; EVAL_CHUNK];
-        let mut a = [0.0f64; EVAL_CHUNK];
-        let mut b1 = [0.0f64; EVAL_CHUNK];
-        let mut b2 = [0.0f64; EVAL_CHUNK];
-        let (u, a, b1, b2) = (&mut u[..n], &mut a[..n], &mut b1[..n], &mut b2[..n]);
-        for ((u, a), &x) in u.iter_mut().zip(a.iter_mut()).zip(chunk.iter()) {
-            *u = x / half_width;
-            *a = 2.0 * (2.0 * *u * *u - 1.0);
-        }
-        for &c in coeffs.iter().skip(1).step_by(2).rev() {
-            for ((b1, b2), &a) in b1.iter_mut().zip(b2.iter_mut()).zip(a.iter()) {
-                let b0 = a * *b1 - *b2 + c;
-                *b2 = *b1;
-                *b1 = b0;
-            }
-        }
-        for (((x, &u), &b1), &b2) in chunk.iter_mut().zip(u.iter()).zip(b1.iter()).zip(b2.iter()) {
-            *x = u * (b1 - b2);
-        }
-    }
-}
-
-/// Elements per block of the vectorised evaluations.
-const EVAL_CHUNK: usize = 64;
+use crate::poly::{OddChebyshev, Plan};
 
 /// `⌈log2(n)⌉` for n ≥ 1.
 pub fn ceil_log2(n: usize) -> u32 {
@@ -121,16 +41,53 @@ pub struct CompositeSign {
     pub components: Vec<OddChebyshev>,
 }
 
-impl CompositeSign {
+/// The evaluation plans of a [`CompositeSign`], one per component, with the
+/// component's half-width (its input is divided by it first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompositePlan {
+    pub stages: Vec<(f64, Plan)>,
+}
+
+impl CompositePlan {
     pub fn eval(&self, x: f64) -> f64 {
-        self.components.iter().fold(x, |v, p| p.eval(v))
+        self.stages
+            .iter()
+            .fold(x, |v, (hw, plan)| plan.eval(v / hw))
     }
 
-    /// [`CompositeSign::eval`] at every value of `xs`, in place (bit-identical).
+    /// [`CompositePlan::eval`] at every value of `xs`, in place (bit-identical).
     pub fn eval_in_place(&self, xs: &mut [f64]) {
-        for p in &self.components {
-            p.eval_in_place(xs);
+        for (hw, plan) in &self.stages {
+            if *hw != 1.0 {
+                for x in xs.iter_mut() {
+                    *x /= hw;
+                }
+            }
+            plan.eval_in_place(xs);
         }
+    }
+
+    /// Multiplicative depth: the sum of the stages' plan depths.
+    pub fn depth(&self) -> usize {
+        self.stages.iter().map(|(_, p)| p.depth).sum()
+    }
+}
+
+impl CompositeSign {
+    /// The plans the executors and the lowering evaluate.
+    pub fn plan(&self) -> CompositePlan {
+        CompositePlan {
+            stages: self
+                .components
+                .iter()
+                .map(|c| (c.half_width, c.plan()))
+                .collect(),
+        }
+    }
+
+    /// `p(x)` (plans anew on every call: use [`CompositeSign::plan`] for many values).
+    pub fn eval(&self, x: f64) -> f64 {
+        self.plan().eval(x)
     }
 
     pub fn degrees(&self) -> Vec<usize> {
@@ -152,20 +109,26 @@ pub struct ApproxRelu {
 }
 
 impl ApproxRelu {
-    pub fn eval(&self, x: f64) -> f64 {
-        x * (1.0 + self.sign.eval(x / self.bound)) * 0.5
+    /// `x·(1 + p(x/B))/2` with the sign's plan `plan`.
+    pub fn eval_with(&self, plan: &CompositePlan, x: f64) -> f64 {
+        x * (1.0 + plan.eval(x / self.bound)) * 0.5
     }
 
-    /// [`ApproxRelu::eval`] at every value of `data`, in place, rounding
+    /// [`ApproxRelu::eval_with`] for one value (plans anew).
+    pub fn eval(&self, x: f64) -> f64 {
+        self.eval_with(&self.sign.plan(), x)
+    }
+
+    /// [`ApproxRelu::eval_with`] at every value of `data`, in place, rounding
     /// each result to f32 (bit-identical to the scalar path).
-    pub fn eval_f32_in_place(&self, data: &mut [f32]) {
+    pub fn eval_f32_in_place(&self, plan: &CompositePlan, data: &mut [f32]) {
         let mut t = [0.0f64; EVAL_CHUNK];
         for chunk in data.chunks_mut(EVAL_CHUNK) {
             let n = chunk.len();
             for (t, &x) in t[..n].iter_mut().zip(chunk.iter()) {
                 *t = x as f64 / self.bound;
             }
-            self.sign.eval_in_place(&mut t[..n]);
+            plan.eval_in_place(&mut t[..n]);
             for (x, &p) in chunk.iter_mut().zip(&t[..n]) {
                 let v = *x as f64;
                 *x = (v * (1.0 + p) * 0.5) as f32;
@@ -173,7 +136,9 @@ impl ApproxRelu {
         }
     }
 
-    /// Depth: the sign's plus one product with `x`.
+    /// Depth: the sign's plus one product with `x`. The division by `B` is
+    /// free under encryption (the lowering folds it into the ciphertext's
+    /// scale), so it costs no level.
     pub fn depth(&self) -> u32 {
         self.sign.depth() + 1
     }
@@ -198,70 +163,93 @@ pub struct ApproxMaxPool {
 
 impl ApproxMaxPool {
     /// The approximate `max(a, b)` on mapped values.
-    pub fn max2(&self, a: f64, b: f64) -> f64 {
+    pub fn max2(plan: &CompositePlan, a: f64, b: f64) -> f64 {
         let d = a - b;
-        ((a + b) + d * self.sign.eval(d)) * 0.5
+        ((a + b) + d * plan.eval(d)) * 0.5
     }
 
-    /// Reduces one window of *raw* input values (padding given as `None`).
-    pub fn reduce_window(&self, window: impl IntoIterator<Item = Option<f64>>) -> f64 {
+    /// Reduces one window of *raw* input values (row-major, `kh·kw` values,
+    /// padding given as `None`): each row by [`tree_reduce`], then the row
+    /// results by [`tree_reduce`].
+    pub fn reduce_window(
+        &self,
+        plan: &CompositePlan,
+        window: impl IntoIterator<Item = Option<f64>>,
+    ) -> f64 {
         let mapped: Vec<f64> = window
             .into_iter()
             .map(|v| v.map_or(0.0, |x| x * self.input_scale + 0.5))
             .collect();
-        let m = tree_reduce(mapped, |a, b| self.max2(a, b));
+        let kw = self.pool.kernel[1];
+        assert_eq!(mapped.len(), self.pool.kernel[0] * kw, "window size");
+        let rows: Vec<f64> = mapped
+            .chunks(kw)
+            .map(|r| tree_reduce(r.to_vec(), |a, b| Self::max2(plan, a, b)))
+            .collect();
+        let m = tree_reduce(rows, |a, b| Self::max2(plan, a, b));
         (m - 0.5) / self.input_scale
     }
 
     /// [`ApproxMaxPool::reduce_window`] for many windows at once:
-    /// `windows` holds `n` windows of `len` raw values each (row-major,
+    /// `windows` holds `n` windows of `kh·kw` raw values each (row-major,
     /// `None` for padding); the results go to `out[..n]`. Same operations
     /// per window as the scalar path (bit-identical), vectorised across
     /// windows, one tree level at a time.
-    pub fn reduce_windows(&self, windows: &[Option<f64>], len: usize, out: &mut [f64]) {
+    pub fn reduce_windows(&self, plan: &CompositePlan, windows: &[Option<f64>], out: &mut [f64]) {
+        let [kh, kw] = self.pool.kernel;
+        let len = kh * kw;
         assert!(len > 0 && windows.len() % len == 0, "whole windows");
         let n = windows.len() / len;
         assert!(out.len() >= n, "output too short");
-        // regs[j][w]: register j of window w.
-        let mut regs: Vec<Vec<f64>> = (0..len)
+        // regs[j][w]: window value j of window w.
+        let regs: Vec<Vec<f64>> = (0..len)
             .map(|j| {
                 (0..n)
                     .map(|w| windows[w * len + j].map_or(0.0, |x| x * self.input_scale + 0.5))
                     .collect()
             })
             .collect();
-        let mut d = vec![0.0f64; n];
-        while regs.len() > 1 {
-            let mut next = Vec::with_capacity(regs.len().div_ceil(2));
-            let mut it = regs.into_iter();
-            while let Some(a) = it.next() {
-                match it.next() {
-                    Some(b) => {
-                        for w in 0..n {
-                            d[w] = a[w] - b[w];
-                        }
-                        let mut s = d.clone();
-                        self.sign.eval_in_place(&mut s);
-                        let m: Vec<f64> = (0..n)
-                            .map(|w| ((a[w] + b[w]) + d[w] * s[w]) * 0.5)
-                            .collect();
-                        next.push(m);
-                    }
-                    None => next.push(a),
-                }
-            }
-            regs = next;
-        }
-        for (o, &m) in out.iter_mut().zip(&regs[0]) {
+        let reduce = |items: Vec<Vec<f64>>| {
+            tree_reduce(items, |a, b| {
+                let d: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a - b).collect();
+                let mut s = d.clone();
+                plan.eval_in_place(&mut s);
+                (0..n)
+                    .map(|w| ((a[w] + b[w]) + d[w] * s[w]) * 0.5)
+                    .collect()
+            })
+        };
+        let mut it = regs.into_iter();
+        let rows: Vec<Vec<f64>> = (0..kh)
+            .map(|_| reduce(it.by_ref().take(kw).collect()))
+            .collect();
+        let m = reduce(rows);
+        for (o, &m) in out.iter_mut().zip(&m) {
             *o = (m - 0.5) / self.input_scale;
         }
     }
 
-    /// Depth: `⌈log2(window)⌉` levels of maxima, each the sign's depth plus one.
+    /// Rounds of pairwise maxima a window takes: `⌈log2 kw⌉ + ⌈log2 kh⌉`.
+    pub fn rounds(&self) -> u32 {
+        pool_rounds(self.pool.kernel)
+    }
+
+    /// Depth: each round is the sign's depth plus one product; the input map
+    /// and its inverse are free under encryption (folded into the scale and
+    /// an addition of a constant).
     pub fn depth(&self) -> u32 {
-        ceil_log2(self.pool.kernel[0] * self.pool.kernel[1]) * (self.sign.depth() + 1)
+        self.rounds() * (self.sign.depth() + 1)
     }
 }
+
+/// Rounds of pairwise maxima for a `kh×kw` window reduced row by row, then
+/// across rows: `⌈log2 kw⌉ + ⌈log2 kh⌉`.
+pub fn pool_rounds(kernel: [usize; 2]) -> u32 {
+    ceil_log2(kernel[0]) + ceil_log2(kernel[1])
+}
+
+/// Elements per block of the vectorised evaluations.
+const EVAL_CHUNK: usize = 64;
 
 /// Reduces `items` by a balanced binary tree: each round pairs neighbours
 /// `(0,1), (2,3), …` and carries an odd last item up unchanged. This order is
@@ -287,7 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clenshaw_matches_power_form() {
+    fn plan_matches_power_form() {
         // T1 = x, T3 = 4x³ − 3x on [−2, 2].
         let p = OddChebyshev {
             half_width: 2.0,
@@ -328,7 +316,7 @@ mod tests {
         };
         let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.0071).collect();
         let mut ys = xs.clone();
-        relu.eval_f32_in_place(&mut ys);
+        relu.eval_f32_in_place(&relu.sign.plan(), &mut ys);
         for (x, y) in xs.iter().zip(&ys) {
             assert_eq!(y.to_bits(), (relu.eval(*x as f64) as f32).to_bits());
         }
@@ -346,11 +334,50 @@ mod tests {
             .map(|i| (i % 7 != 3).then(|| ((i * 37 % 101) as f64 - 50.0) / 26.0))
             .collect();
         let mut out = vec![0.0; 37];
-        pool.reduce_windows(&windows, 9, &mut out);
+        let plan = pool.sign.plan();
+        pool.reduce_windows(&plan, &windows, &mut out);
         for (w, o) in out.iter().enumerate() {
-            let want = pool.reduce_window(windows[w * 9..(w + 1) * 9].iter().copied());
+            let want = pool.reduce_window(&plan, windows[w * 9..(w + 1) * 9].iter().copied());
             assert_eq!(o.to_bits(), want.to_bits());
         }
+        assert_eq!(pool.rounds(), 4);
+    }
+
+    #[test]
+    fn windows_reduce_rows_first() {
+        // With the exact sign on differences of ±1 and 0 the maxima are
+        // exact: check the order on a window whose row-first and
+        // pairs-over-the-window trees differ only in order, via a sign that
+        // records its calls.
+        let sign = CompositeSign {
+            alpha: 10,
+            epsilon: 1.0,
+            components: vec![OddChebyshev {
+                half_width: 1.0,
+                coeffs: vec![0.0, 1.0],
+            }],
+        };
+        let pool = ApproxMaxPool {
+            pool: Pool2d {
+                kernel: [2, 3],
+                stride: [1, 1],
+                pads: crate::Pads2d::default(),
+            },
+            bound: 1.0,
+            input_scale: 0.5,
+            sign,
+        };
+        // The identity "sign" gives max2(a, b) = (a + b + (a − b)²)/2, so
+        // the result depends on the order of the tree.
+        let plan = pool.sign.plan();
+        let m = |a: f64, b: f64| ApproxMaxPool::max2(&plan, a, b);
+        let v = [0.1, -0.3, 0.7, 0.2, 0.9, -0.5];
+        let t: Vec<f64> = v.iter().map(|x| x * 0.5 + 0.5).collect();
+        let rows = [m(m(t[0], t[1]), t[2]), m(m(t[3], t[4]), t[5])];
+        let want = (m(rows[0], rows[1]) - 0.5) / 0.5;
+        let got = pool.reduce_window(&plan, v.iter().map(|&x| Some(x)));
+        assert_eq!(got.to_bits(), want.to_bits());
+        assert_eq!(pool.rounds(), 3);
     }
 
     #[test]

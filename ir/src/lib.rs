@@ -6,14 +6,19 @@
 //! has a deterministic text form ([`Graph::to_text`]) for snapshot tests.
 
 mod approx;
+
 pub mod file;
 mod graph;
 mod op;
+pub mod poly;
 mod tensor;
 
-pub use approx::{ceil_log2, tree_reduce, ApproxMaxPool, ApproxRelu, CompositeSign, OddChebyshev};
+pub use approx::{
+    ceil_log2, pool_rounds, tree_reduce, ApproxMaxPool, ApproxRelu, CompositePlan, CompositeSign,
+};
 pub use graph::{Graph, Node, NodeId, Operand};
 pub use op::{broadcast, window_out, BatchNorm, Conv2d, Linear, Op, Pads2d, Pool2d};
+pub use poly::OddChebyshev;
 pub use tensor::{numel, Shape, ShapeFmt, Tensor};
 
 /// Errors from building or checking a graph.

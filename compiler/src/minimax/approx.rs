@@ -16,9 +16,9 @@
 use super::certify::{poly_range, relu_gap_error};
 use super::cheb::{eval_dd, eval_f64};
 use super::dd::{det_log2, pow2, Dd};
-use super::plan::{build_plan, EvalPlan};
 use super::remez::{minimax_sign, RemezError, RemezOptions, RemezStats};
 use super::search::{search, GapMap, Objective, SearchError};
+use ir::poly::{plan_odd, Plan};
 use serde::{Deserialize, Serialize};
 
 /// Smallest supported precision.
@@ -80,14 +80,19 @@ pub struct OddPoly {
     pub output_scale: f64,
     /// Remez convergence report.
     pub remez: RemezStats,
-    /// Evaluation plan (baby-step giant-step).
-    pub plan: EvalPlan,
+    /// Evaluation plan (baby-step giant-step, [`ir::poly::plan_odd`]).
+    pub plan: Plan,
 }
 
 impl OddPoly {
     /// Evaluates in `f64`.
     pub fn eval(&self, x: f64) -> f64 {
         eval_f64(&self.coeffs, x)
+    }
+
+    /// The component as the rest of precis represents it.
+    pub fn chebyshev(&self) -> ir::OddChebyshev {
+        ir::OddChebyshev::from_odd(&self.coeffs)
     }
 
     fn coeffs_dd(&self) -> Vec<Dd> {
@@ -264,10 +269,9 @@ pub fn build_components(
         if last {
             err = (mx - Dd::ONE).max(Dd::ONE - mn);
         }
-        let cd: Vec<Dd> = coeffs.iter().map(|&v| Dd::from_f64(v)).collect();
         comps.push(OddPoly {
             degree: d,
-            plan: build_plan(&cd),
+            plan: plan_odd(&coeffs),
             coeffs,
             interval: [lo.to_f64(), hi.to_f64()],
             image: [round_down(mn), round_up(mx)],

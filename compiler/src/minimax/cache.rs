@@ -3,7 +3,7 @@
 //! Location: `$PRECIS_CACHE`, else `$XDG_CACHE_HOME/precis`, else
 //! `$HOME/.cache/precis`. One file per request, named with the format
 //! version and every parameter
-//! (`minimax-v1-relu-a14-min-depth-d31.json`). A file holds a header line
+//! (`minimax-v2-relu-a14-min-depth-d31.json`). A file holds a header line
 //! `precis-minimax <version> <fnv1a-64 of the body>` then the JSON body; a
 //! missing, truncated, corrupt or mismatching entry is recomputed and
 //! rewritten. Writes go to a unique temporary file in the same directory and
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Format version: bump whenever the engine's results may change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: &str = "precis-minimax";
 

@@ -13,7 +13,7 @@
 //!
 //! Every component is an [`OddPoly`]: Chebyshev coefficients of
 //! `T_1, T_3, …` (input in `[−1, 1]`), the interval it is minimax on, its
-//! certified image, its Remez convergence report and its [`plan::EvalPlan`]
+//! certified image, its Remez convergence report and its [`ir::poly::Plan`]
 //! (depth-optimal baby-step giant-step program). All of it is
 //! `serde`-serialisable.
 //!
@@ -25,7 +25,6 @@
 //! * [`certify`]: certified ranges and errors;
 //! * [`approx`]: composite sign, ReLU `r_α`;
 //! * [`pool`]: approximate max and `K×K` max-pooling;
-//! * [`plan`]: depth-optimal evaluation plans for each component;
 //! * [`cache`]: on-disk cache of the results.
 
 pub mod approx;
@@ -33,7 +32,6 @@ pub mod cache;
 pub mod certify;
 pub mod cheb;
 pub mod dd;
-pub mod plan;
 pub mod pool;
 pub mod remez;
 pub mod search;

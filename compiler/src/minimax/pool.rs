@@ -5,8 +5,10 @@
 //!
 //! Max-pooling maps the window's inputs `x ∈ [−B, B]` to
 //! `u = s·x + 1/2`, `s = (1 − m·2^−α)/(2B)`, so the `u` lie in an interval of
-//! width `1 − m·2^−α` inside `[0, 1]`; a balanced tree of pairwise maxima of
-//! depth `L = ⌈log2 K²⌉` follows, and the inverse map `x = (u − 1/2)/s` after.
+//! width `1 − m·2^−α` inside `[0, 1]`; balanced trees of pairwise maxima
+//! follow, over each row of the window and then over the row results (the
+//! IR's order, [`ir::ApproxMaxPool::reduce_window`]), `L = 2·⌈log2 K⌉` levels
+//! in all (`⌈log2 K²⌉` for K = 2, 3, 4), and the inverse map `x = (u − 1/2)/s` after.
 //! The inputs of level `j` carry errors `≤ (j − 1)·e`, so every difference the
 //! tree forms is at most `1 − m·2^−α + 2(L − 1)·e ≤ 1` when `m ≥ 2(L − 1)`
 //! (with `e ≤ 2^−α`): the polynomial is never evaluated outside `[−1, 1]`.
@@ -68,8 +70,9 @@ pub struct MaxPoolApprox {
     pub pad: f64,
     /// Pairwise maxima in order: registers `0..K²` are the window (row-major),
     /// pair `i` writes register `K² + i`; the last register is the result.
+    /// Each row is reduced first, then the rows' results.
     pub tree: Vec<[usize; 2]>,
-    /// Tree depth `L = ⌈log2 K²⌉` (levels of approximate max).
+    /// Levels of approximate max `L = 2·⌈log2 K⌉`.
     pub levels: usize,
     /// Multiplicative depth: `levels × max depth`.
     pub depth: usize,
@@ -83,18 +86,14 @@ pub struct MaxPoolApprox {
 
 /// Margin `m` for a `K×K` window (units of `2^−α`).
 pub fn pool_margin(k: usize) -> f64 {
-    window_margin(k * k)
+    window_margin([k, k])
 }
 
-/// Margin `m` for a window of `n` values (any `kh×kw`), units of `2^−α`:
-/// 4 for 2×2, 6 for 3×3, two per tree level beyond the first.
-pub fn window_margin(n: usize) -> f64 {
-    let levels = tree_levels(n);
+/// Margin `m` for a `kh×kw` window, units of `2^−α`: 4 for 2×2, 6 for 3×3,
+/// two per level of maxima beyond the first ([`ir::pool_rounds`] levels).
+pub fn window_margin(kernel: [usize; 2]) -> f64 {
+    let levels = ir::pool_rounds(kernel) as usize;
     (2 * levels.saturating_sub(1)).max(4) as f64
-}
-
-fn tree_levels(n: usize) -> usize {
-    (usize::BITS - (n.max(1) - 1).leading_zeros()) as usize
 }
 
 /// Builds the `K×K` max-pooling approximation for inputs in `[−B, B]`.
@@ -104,23 +103,28 @@ pub fn max_pool(relu: &ReluApprox, k: usize, bound: f64) -> MaxPoolApprox {
     let margin = pool_margin(k);
     let scale = (1.0 - margin * unit) / (2.0 * bound);
     let mut tree = Vec::new();
-    let mut level: Vec<usize> = (0..k * k).collect();
     let mut next_reg = k * k;
-    let mut levels = 0;
-    while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        for pair in level.chunks(2) {
-            if let [a, b] = pair {
-                tree.push([*a, *b]);
-                next.push(next_reg);
-                next_reg += 1;
-            } else {
-                next.push(pair[0]);
+    let mut reduce = |mut level: Vec<usize>, tree: &mut Vec<[usize; 2]>| {
+        while level.len() > 1 {
+            let mut next = Vec::with_capacity(level.len().div_ceil(2));
+            for pair in level.chunks(2) {
+                if let [a, b] = pair {
+                    tree.push([*a, *b]);
+                    next.push(next_reg);
+                    next_reg += 1;
+                } else {
+                    next.push(pair[0]);
+                }
             }
+            level = next;
         }
-        level = next;
-        levels += 1;
-    }
+        level[0]
+    };
+    let rows: Vec<usize> = (0..k)
+        .map(|r| reduce((r * k..(r + 1) * k).collect(), &mut tree))
+        .collect();
+    reduce(rows, &mut tree);
+    let levels = ir::pool_rounds([k, k]) as usize;
     let max = MaxApprox { relu: relu.clone() };
     MaxPoolApprox {
         k,

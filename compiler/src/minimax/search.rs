@@ -25,8 +25,8 @@
 //! composite is then rebuilt in double-double and certified independently
 //! ([`super::approx`]).
 
-use super::plan::plan_cost;
 use super::remez::{minimax_sign, RemezError, RemezOptions};
+use ir::poly::plan_cost;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

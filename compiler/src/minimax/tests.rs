@@ -4,9 +4,9 @@
 use super::approx::{relu, relu_gap_constant, relu_with_constant, sign, ApproxError, ReluApprox};
 use super::cache::{Approximation, Cache, CacheStatus, Request};
 use super::dd::pow2;
-use super::plan::plan_cost;
 use super::pool::max_pool;
 use super::{Mode, Objective};
+use ir::poly::plan_cost;
 use num_bigint::BigInt;
 use std::sync::OnceLock;
 

@@ -12,9 +12,14 @@ use super::calibrate::Calibration;
 pub trait SignApproximations {
     /// The composite sign approximation for ReLU at precision α.
     fn relu_sign(&self, alpha: u32) -> Result<CompositeSign, String>;
-    /// The map `x ↦ x·s + 1/2` scale `s` for a max-pooling window of `window`
+    /// The map `x ↦ x·s + 1/2` scale `s` for a `kh×kw` max-pooling window of
     /// values in `[−bound, bound]` at precision α.
-    fn maxpool_input_scale(&self, window: usize, alpha: u32, bound: f64) -> Result<f64, String>;
+    fn maxpool_input_scale(
+        &self,
+        kernel: [usize; 2],
+        alpha: u32,
+        bound: f64,
+    ) -> Result<f64, String>;
 }
 
 /// The precision α of each approximated layer.
@@ -91,9 +96,8 @@ pub fn approximate(
         let new = match &node.op {
             Op::Relu => Op::ApproxRelu(ApproxRelu { bound, sign }),
             Op::MaxPool(pool) => {
-                let window = pool.kernel[0] * pool.kernel[1];
                 let input_scale = source
-                    .maxpool_input_scale(window, alpha, bound)
+                    .maxpool_input_scale(pool.kernel, alpha, bound)
                     .map_err(fail)?;
                 Op::ApproxMaxPool(ApproxMaxPool {
                     pool: *pool,

@@ -401,8 +401,9 @@ pub fn relu(data: &mut [f32]) {
 /// in place. Inputs outside `[−bound, bound]` are evaluated all the same:
 /// the result is what an encrypted run would compute.
 pub fn approx_relu(data: &mut [f32], a: &ApproxRelu) {
+    let plan = a.sign.plan();
     data.par_chunks_mut(PAR_MIN / 16)
-        .for_each(|chunk| a.eval_f32_in_place(chunk));
+        .for_each(|chunk| a.eval_f32_in_place(&plan, chunk));
 }
 
 fn check_pool(p: &Pool2d) -> Result<(), String> {
@@ -506,6 +507,7 @@ pub fn avg_pool(x: &Tensor, p: &Pool2d, count_include_pad: bool) -> Result<Tenso
 /// order with padding as `None`, reduced as [`ApproxMaxPool::reduce_window`]
 /// does, all windows of a plane at once ([`ApproxMaxPool::reduce_windows`]).
 pub fn approx_max_pool(x: &Tensor, a: &ApproxMaxPool) -> Result<Tensor, String> {
+    let plan = a.sign.plan();
     per_plane(x, &a.pool, |plane, out, g| {
         let len = g.kh * g.kw;
         let mut windows = Vec::with_capacity(g.oh * g.ow * len);
@@ -526,7 +528,7 @@ pub fn approx_max_pool(x: &Tensor, a: &ApproxMaxPool) -> Result<Tensor, String> 
             }
         }
         let mut result = vec![0.0f64; g.oh * g.ow];
-        a.reduce_windows(&windows, len, &mut result);
+        a.reduce_windows(&plan, &windows, &mut result);
         for (o, r) in out.iter_mut().zip(&result) {
             *o = *r as f32;
         }
