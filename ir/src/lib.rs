@@ -6,7 +6,7 @@
 //! has a deterministic text form ([`Graph::to_text`]) for snapshot tests.
 
 mod approx;
-
+pub mod circuit;
 pub mod file;
 mod graph;
 mod op;

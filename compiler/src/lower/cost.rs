@@ -1,0 +1,137 @@
+//! The cost model behind `estimated_seconds` and the scheduler's secondary
+//! objective: seconds per ciphertext operation at N = 2^16 as a function of
+//! the level, linear in the number of RNS limbs.
+//!
+//! Calibration (BENCHMARKS.md, 2-core AMD EPYC, one thread, 25 limbs, the
+//! `bench ckks` run of 2026-12-02): multiply + relinearise 108–122 ms,
+//! rotate 129–148 ms, rescale 25–27 ms, plaintext multiply 6–7 ms, encode
+//! 14–19 ms; additions ~2 ms. Bootstrapping (`bench bootstrap`, 2 threads,
+//! steady state): `levels9` 10.5–12.3 s full slots, 7.8–10.1 s sparse;
+//! `levels16` 15.4–20.5 s full slots, 14.4–18.1 s sparse. Two threads are
+//! taken to run the other operations 1.8× faster than one. Linear
+//! transforms are costed as double-hoisted BSGS: one decomposition per
+//! input, a hoisted baby rotation at about a third of a rotation, a full
+//! rotation per giant step, and one encoding plus one product per diagonal
+//! (diagonals are encoded at use).
+
+/// Seconds of CKKS operations, 2 threads.
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    /// Seconds at 25 limbs, one thread.
+    pub mul_relin: f64,
+    pub rotate: f64,
+    pub rescale: f64,
+    pub mul_plain: f64,
+    pub encode: f64,
+    pub add: f64,
+    /// One bootstrap of one ciphertext (2 threads), by slot count.
+    pub bootstrap: f64,
+    pub threads_speedup: f64,
+}
+
+impl CostModel {
+    /// The model for a preset name and slot count.
+    pub fn for_preset(preset: &str, slots: usize, max_slots: usize) -> Self {
+        let full = slots >= max_slots;
+        let bootstrap = match (preset, full) {
+            ("levels9", true) => 11.4,
+            ("levels9", false) => 9.0,
+            ("levels16", true) => 17.9,
+            ("levels16", false) => 16.3,
+            (_, _) => 15.0,
+        };
+        CostModel {
+            mul_relin: 0.115,
+            rotate: 0.139,
+            rescale: 0.026,
+            mul_plain: 0.0065,
+            encode: 0.0165,
+            add: 0.002,
+            bootstrap,
+            threads_speedup: 1.8,
+        }
+    }
+
+    fn at(&self, base: f64, level: u32) -> f64 {
+        base * (level as f64 + 1.0) / 25.0 / self.threads_speedup
+    }
+
+    pub fn mul_relin(&self, level: u32) -> f64 {
+        self.at(self.mul_relin, level)
+    }
+    pub fn rotate(&self, level: u32) -> f64 {
+        self.at(self.rotate, level)
+    }
+    pub fn rescale(&self, level: u32) -> f64 {
+        self.at(self.rescale, level)
+    }
+    pub fn mul_plain(&self, level: u32) -> f64 {
+        self.at(self.mul_plain, level)
+    }
+    pub fn encode(&self, level: u32) -> f64 {
+        self.at(self.encode, level)
+    }
+    pub fn add(&self, level: u32) -> f64 {
+        self.at(self.add, level)
+    }
+
+    /// A linear transform at `level` with `babies` hoisted rotations,
+    /// `giants` giant rotations and `products` diagonals.
+    pub fn linear_transform(
+        &self,
+        level: u32,
+        babies: usize,
+        giants: usize,
+        products: usize,
+    ) -> f64 {
+        self.rotate(level) * (1.0 + babies as f64 / 3.0 + giants as f64)
+            + (self.mul_plain(level) + self.encode(level)) * products as f64
+    }
+}
+
+/// Estimated seconds of a circuit: the sum of its nodes' costs.
+pub fn circuit_seconds(c: &ir::circuit::Circuit, m: &CostModel) -> f64 {
+    use ir::circuit::{Method, Op};
+    let mut t = 0.0;
+    for node in &c.nodes {
+        let l = node.level;
+        t += match &node.op {
+            Op::Mul { .. } => m.mul_relin(l),
+            Op::Rotate { .. } => m.rotate(l),
+            Op::Rescale { .. } => m.rescale(l + 1),
+            Op::MulConst { .. } | Op::MulInt { .. } => m.mul_plain(l),
+            Op::MulPlain { .. } => m.mul_plain(l) + m.encode(l),
+            Op::AddPlain { .. } => m.add(l) + m.encode(l),
+            Op::Add { .. } | Op::Sub { .. } | Op::AddConst { .. } | Op::Neg { .. } => m.add(l),
+            Op::Bootstrap { .. } => m.bootstrap,
+            Op::LinearTransform {
+                inputs,
+                region,
+                output,
+                input,
+                ct,
+                ..
+            } => {
+                let o = &c.regions[*region as usize].outputs[*output as usize];
+                match &o.transforms[*input as usize] {
+                    Some(tr) => {
+                        let b = &tr.per_ct[*ct as usize];
+                        let fold = match o.method {
+                            Method::Fold { count, .. } => count.trailing_zeros() as f64,
+                            Method::Diagonal => 0.0,
+                        };
+                        m.linear_transform(l, b.baby_rotations(), b.giant_rotations(), b.products())
+                            + m.rotate(l) * fold
+                            + m.rotate(l) * (inputs.len() as f64 - 1.0) / 3.0
+                    }
+                    None => 0.0,
+                }
+            }
+            Op::Input { .. }
+            | Op::Relabel { .. }
+            | Op::DropLevel { .. }
+            | Op::Reinterpret { .. } => 0.0,
+        };
+    }
+    t
+}
