@@ -43,6 +43,16 @@ pub struct Args {
     /// Write accuracy versus α as an SVG plot.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Also lower each approximated model to a circuit and run the samples
+    /// through the simulation backend (needs --alpha).
+    #[arg(long, requires = "alpha")]
+    circuit: bool,
+    /// With --circuit: add the errors CKKS would make, drawn from this seed.
+    #[arg(long, requires = "circuit", num_args = 0..=1, default_missing_value = "1")]
+    noise: Option<u64>,
+    /// With --circuit: the CKKS parameter preset.
+    #[arg(long, default_value = "levels16", value_parser = crate::circuits::parse_preset)]
+    preset: runtime::ckks::bootstrapping::presets::Preset,
 }
 
 /// Parses `14`, `7..14` or `7,10,14`.
@@ -178,6 +188,23 @@ struct LayerOverflow {
 }
 
 #[derive(Serialize)]
+struct CircuitRow {
+    preset: String,
+    noise: Option<u64>,
+    bootstraps: usize,
+    bootstrap_lower_bound: u32,
+    estimated_seconds: f64,
+    accuracy: f64,
+    delta_pt: f64,
+    /// Fraction of samples whose class equals the tensor-level approximated model's.
+    agreement: f64,
+    /// Largest |logit difference| to the tensor-level approximated model.
+    max_logit_diff: f64,
+    lower_seconds: f64,
+    images_per_s: f64,
+}
+
+#[derive(Serialize)]
 struct AlphaRow {
     alpha: u32,
     degrees: Vec<usize>,
@@ -187,6 +214,7 @@ struct AlphaRow {
     overflows: u64,
     overflow_layers: Vec<LayerOverflow>,
     images_per_s: f64,
+    circuit: Option<CircuitRow>,
 }
 
 #[derive(Serialize)]
@@ -201,22 +229,25 @@ struct Report {
     approximated: Vec<AlphaRow>,
 }
 
-/// Runs `graph` on every batch; returns accuracy, images/s and the ranges.
+/// Runs `graph` on every batch; returns accuracy, images/s, the ranges and
+/// the logits (row-major, one row per sample).
 fn evaluate(
     graph: &Graph,
     data: &Labelled,
     batch: usize,
     label: &str,
-) -> Result<(f64, f64, Calibration)> {
+) -> Result<(f64, f64, Calibration, Vec<f32>)> {
     let n = data.y.len();
     let mut progress = Progress::new(label, n);
     let mut correct = 0usize;
     let mut offset = 0usize;
     let start = Instant::now();
     let mut failure = None;
+    let mut all = Vec::new();
     let ranges = evaluate_with_ranges(graph, batches(&data.x, batch), None, |outputs| {
         let logits = &outputs[0];
         let b = logits.shape[0];
+        all.extend_from_slice(&logits.data);
         match runtime::data::top1(logits) {
             Ok(pred) => {
                 correct += pred
@@ -235,7 +266,110 @@ fn evaluate(
         bail!("{e}");
     }
     let secs = start.elapsed().as_secs_f64();
-    Ok((correct as f64 / n as f64, n as f64 / secs, ranges))
+    Ok((correct as f64 / n as f64, n as f64 / secs, ranges, all))
+}
+
+/// Lowers `approx` and runs every sample through the simulation backend.
+fn evaluate_circuit(
+    args: &Args,
+    approx: &Graph,
+    data: &Labelled,
+    logits: &[f32],
+    exact: f64,
+    pre: &Preprocess,
+    calib: &Tensor,
+) -> Result<CircuitRow> {
+    let t = Instant::now();
+    let name = args
+        .model
+        .file_stem()
+        .map_or_else(|| approx.name.clone(), |s| s.to_string_lossy().into_owned());
+    let lowered = crate::circuits::lower_model(
+        approx,
+        &name,
+        args.preset,
+        Some(pre),
+        Some(crate::circuits::input_range(calib)),
+    )?;
+    let lower_seconds = t.elapsed().as_secs_f64();
+    let report = lowered.report.clone();
+    let prepared = runtime::backend::Prepared::new(lowered.circuit).map_err(|e| anyhow!("{e}"))?;
+    prepared.generate_all().map_err(|e| anyhow!("{e}"))?;
+    let noise = args
+        .noise
+        .map(|seed| runtime::simulate::NoiseModel::for_circuit(&prepared.circuit, seed));
+    let n = data.y.len();
+    let classes = logits.len() / n.max(1);
+    let mut progress = Progress::new(
+        if noise.is_some() {
+            "circuit + noise"
+        } else {
+            "circuit"
+        },
+        n,
+    );
+    let start = Instant::now();
+    let per = data.x.len() / n.max(1);
+    let chunk = 256;
+    let (mut correct, mut agree, mut worst) = (0usize, 0usize, 0f64);
+    for first in (0..n).step_by(chunk) {
+        let m = chunk.min(n - first);
+        let outs = runtime::simulate::run_samples(
+            &prepared,
+            &data.x.data[first * per..(first + m) * per],
+            m,
+            8,
+            noise.as_ref(),
+        )
+        .map_err(|e| anyhow!("sample {}: {}", first + e.sample, e.error))?;
+        for (i, o) in outs.iter().enumerate() {
+            let s = first + i;
+            let row = &logits[s * classes..(s + 1) * classes];
+            let class = argmax_f64(o);
+            let reference = argmax_f32(row);
+            correct += usize::from(class == data.y[s] as usize);
+            agree += usize::from(class == reference);
+            for (a, &b) in o.iter().zip(row) {
+                worst = worst.max((a - b as f64).abs());
+            }
+        }
+        progress.advance(m);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let acc = correct as f64 / n as f64;
+    Ok(CircuitRow {
+        preset: args.preset.name().to_string(),
+        noise: args.noise,
+        bootstraps: report.bootstraps as usize,
+        bootstrap_lower_bound: report.bootstrap_lower_bound,
+        estimated_seconds: (report.estimated_seconds * 10.0).round() / 10.0,
+        accuracy: acc,
+        delta_pt: 100.0 * (acc - exact),
+        agreement: agree as f64 / n as f64,
+        max_logit_diff: worst,
+        lower_seconds,
+        images_per_s: n as f64 / secs,
+    })
+}
+
+fn argmax_f64(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn argmax_f32(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -262,7 +396,7 @@ pub fn run(args: Args) -> Result<()> {
     if data.y.is_empty() {
         bail!("no evaluation samples");
     }
-    let (exact, exact_rate, _) = evaluate(&graph, &data, args.batch, "exact")?;
+    let (exact, exact_rate, _, _) = evaluate(&graph, &data, args.batch, "exact")?;
     let mut report = Report {
         model: args.model.display().to_string(),
         samples: data.y.len(),
@@ -286,7 +420,15 @@ pub fn run(args: Args) -> Result<()> {
                 pipeline::approximate_prepared(&prepared, &AlphaPlan::uniform(alpha), &source)?;
             let approx = stages.output();
             let sign = source_sign(approx);
-            let (acc, rate, ranges) = evaluate(approx, &data, args.batch, &format!("α = {alpha}"))?;
+            let (acc, rate, ranges, logits) =
+                evaluate(approx, &data, args.batch, &format!("α = {alpha}"))?;
+            let circuit = if args.circuit {
+                Some(evaluate_circuit(
+                    &args, approx, &data, &logits, exact, &pre, &calib,
+                )?)
+            } else {
+                None
+            };
             let overflow_layers: Vec<LayerOverflow> = ranges
                 .layers
                 .iter()
@@ -307,6 +449,7 @@ pub fn run(args: Args) -> Result<()> {
                 overflows: ranges.total_overflows(),
                 overflow_layers,
                 images_per_s: rate,
+                circuit,
             });
         }
         report.calibration = Some(prepared.calibration);
@@ -371,6 +514,21 @@ fn print_table(r: &Report) {
             row.overflows,
             row.images_per_s
         );
+        if let Some(c) = &row.circuit {
+            println!(
+                "     circuit ({}{}): {} bootstraps (lower bound {}), est. {:.0} s encrypted; simulated accuracy {:.2} % ({:+.2} pt), {:.2} % agree with the approximated model, largest logit difference {:.2e}; {:.0} images/s",
+                c.preset,
+                c.noise.map_or(String::new(), |s| format!(", noise seed {s}")),
+                c.bootstraps,
+                c.bootstrap_lower_bound,
+                c.estimated_seconds,
+                100.0 * c.accuracy,
+                c.delta_pt,
+                100.0 * c.agreement,
+                c.max_logit_diff,
+                c.images_per_s
+            );
+        }
         for l in &row.overflow_layers {
             println!(
                 "       overflow at %{}: {} values above B = {:.4} (max seen {:.4})",

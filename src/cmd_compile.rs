@@ -1,11 +1,14 @@
-//! `precis compile`: ONNX → the serialized tensor IR (see `ir::file`), exact
-//! or — with `--alpha` — approximated and calibrated.
+//! `precis compile`: ONNX → a circuit file (`--alpha`: approximate, lower to
+//! ciphertext operations, schedule bootstraps; see `ir::circuit::file`), or
+//! with `--emit ir` the tensor IR (see `ir::file`), exact or approximated.
 
+use crate::circuits::{input_range, lower_model, parse_preset, print_report};
 use crate::model::{batches, load_onnx, parse_layer_alpha, parse_shape, CalibArgs};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use compiler::passes::AlphaPlan;
 use compiler::pipeline::{self, MinimaxSource};
 use ir::Op;
+use runtime::ckks::bootstrapping::presets::Preset;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -26,12 +29,67 @@ pub struct Args {
     /// A per-layer precision NODE=ALPHA (repeatable), overriding --alpha.
     #[arg(long = "alpha-layer", value_parser = parse_layer_alpha, requires = "alpha")]
     alpha_layer: Vec<(String, u32)>,
+    /// CKKS parameters the circuit is lowered for (128-bit secure, N = 2^16):
+    /// levels16 (16 levels after each bootstrap) or levels9.
+    #[arg(long, default_value = "levels16", value_parser = parse_preset)]
+    preset: Preset,
+    /// What to write: `circuit` (the default with --alpha) or `ir` (the
+    /// tensor IR: exact, or approximated with --alpha).
+    #[arg(long)]
+    emit: Option<Emit>,
     #[command(flatten)]
     calib: CalibArgs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    Circuit,
+    Ir,
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let emit = args.emit.unwrap_or(if args.alpha.is_some() {
+        Emit::Circuit
+    } else {
+        Emit::Ir
+    });
     let graph = load_onnx(&args.model, args.input_shape.clone())?;
+    if emit == Emit::Circuit {
+        let Some(alpha) = args.alpha else {
+            bail!("a circuit needs --alpha (the precision of the ReLU / max-pool polynomials)");
+        };
+        let approx = approximate(&args, &graph, alpha)?;
+        let pre = args.calib.preprocess(&args.model).ok();
+        let range = args.calib.inputs(&args.model).ok().map(|x| input_range(&x));
+        let t = std::time::Instant::now();
+        let name = args
+            .model
+            .file_stem()
+            .map_or_else(|| graph.name.clone(), |s| s.to_string_lossy().into_owned());
+        let lowered = lower_model(&approx, &name, args.preset, pre.as_ref(), range)?;
+        let lower_s = t.elapsed().as_secs_f64();
+        let mut c = lowered.circuit;
+        c.notes.insert("alpha".into(), alpha.to_string());
+        c.notes.insert(
+            "model".into(),
+            args.model
+                .file_name()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+        );
+        let res = runtime::resources::resources(&c).map_err(|e| anyhow!("{e}"))?;
+        let mut out = std::io::stdout();
+        print_report(&c, Some(&res), &mut out)?;
+        let bytes = ir::circuit::file::to_bytes(&c);
+        ir::file::write_atomic(&args.output, &bytes)?;
+        println!(
+            "wrote {} ({} nodes, {} bytes, circuit format v{}; lowered in {lower_s:.1} s)",
+            args.output.display(),
+            c.nodes.len(),
+            bytes.len(),
+            ir::circuit::file::FORMAT_VERSION
+        );
+        return Ok(());
+    }
     let graph = match args.alpha {
         None => graph,
         Some(alpha) => approximate(&args, &graph, alpha)?,

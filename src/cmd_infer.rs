@@ -20,6 +20,10 @@ pub struct Args {
     /// Run the ONNX model approximated at precision α (see `compile --alpha`).
     #[arg(long)]
     alpha: Option<u32>,
+    /// For a circuit: add the errors CKKS would (encoding, rescaling, key
+    /// switching, bootstrapping) to the simulation, drawn from this seed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "1")]
+    noise: Option<u64>,
     /// A per-layer precision NODE=ALPHA (repeatable), overriding --alpha.
     #[arg(long = "alpha-layer", value_parser = crate::model::parse_layer_alpha, requires = "alpha")]
     alpha_layer: Vec<(String, u32)>,
@@ -59,6 +63,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut shape = x.shape.clone();
     shape[0] = 1;
+    if crate::circuits::is_circuit(&args.model) {
+        return run_circuit(&args, &x);
+    }
+    if args.noise.is_some() {
+        bail!("--noise applies to circuits (the simulation backend)");
+    }
     let graph = if is_compiled(&args.model) {
         let g = ir::file::load(&args.model)?;
         let want = &g.node(g.inputs()[0]).shape;
@@ -118,6 +128,47 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(out) = &args.output {
         npy::write(out, y).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// `infer` of a circuit: the simulation backend on every sample.
+fn run_circuit(args: &Args, x: &ir::Tensor) -> Result<()> {
+    if args.alpha.is_some() {
+        bail!(
+            "{} is a circuit, already approximated; --alpha applies to ONNX models",
+            args.model.display()
+        );
+    }
+    let c = crate::circuits::load_circuit(&args.model)?;
+    if x.shape[1..] != c.input.shape[1..] {
+        bail!(
+            "{} holds samples of shape {} but {} takes {}",
+            args.input.display(),
+            ShapeFmt(&x.shape[1..]),
+            args.model.display(),
+            ShapeFmt(&c.input.shape)
+        );
+    }
+    let batch = x.shape[0];
+    let prepared =
+        runtime::backend::Prepared::new(c).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let noise = args
+        .noise
+        .map(|seed| runtime::simulate::NoiseModel::for_circuit(&prepared.circuit, seed));
+    let outs = runtime::simulate::run_samples(&prepared, &x.data, batch, 8, noise.as_ref())
+        .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    println!("sample  argmax");
+    for (i, row) in outs.iter().enumerate() {
+        let r: Vec<f32> = row.iter().map(|&v| v as f32).collect();
+        println!("{i:>6}  {}", argmax(&r));
+    }
+    if let Some(out) = &args.output {
+        let mut shape = prepared.circuit.output.shape.clone();
+        shape[0] = batch;
+        let data: Vec<f32> = outs.iter().flatten().map(|&v| v as f32).collect();
+        let t = ir::Tensor::new(shape, data).map_err(|e| anyhow!("{e}"))?;
+        npy::write(out, &t).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(())
 }

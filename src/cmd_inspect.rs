@@ -8,11 +8,14 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
+    /// The ONNX model, or a circuit file written by `precis compile`.
     model: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// For a circuit: print its full text form (every ciphertext operation).
+    #[arg(long)]
+    text: bool,
     /// The input shape (batch 1), e.g. 1,3,32,32, when the model leaves it open.
     #[arg(long, value_parser = parse_shape)]
     input_shape: Option<Vec<usize>>,
@@ -96,7 +99,57 @@ fn io(g: &Graph, ids: &[ir::NodeId]) -> Vec<(String, Vec<usize>)> {
         .collect()
 }
 
+/// `inspect` of a circuit file: per layer, then totals.
+fn run_circuit(args: &Args) -> Result<()> {
+    let c = crate::circuits::load_circuit(&args.model)?;
+    if args.text {
+        print!("{}", c.to_text());
+        return Ok(());
+    }
+    let res = runtime::resources::resources(&c)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.model.display()))?;
+    if args.json {
+        let layers: Vec<_> = c
+            .layer_summaries()
+            .into_iter()
+            .map(|l| serde_json::to_value(l).expect("serialisable"))
+            .collect();
+        let out = json!({
+            "name": c.name,
+            "input": { "name": c.input.name, "shape": c.input.shape, "level": c.input.level,
+                       "log2_scale": c.input.scale.log2(), "layout": c.layouts[c.input.layout as usize].describe() },
+            "output": { "name": c.output.name, "shape": c.output.shape,
+                        "layout": c.layouts[c.output.layout as usize].describe() },
+            "notes": c.notes,
+            "totals": crate::circuits::totals(&c, Some(&res)),
+            "layers": layers,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("circuit {} ({})", c.name, args.model.display());
+    println!(
+        "input   %{} {} at level {}, scale 2^{:.2}: {}",
+        c.input.name,
+        ShapeFmt(&c.input.shape),
+        c.input.level,
+        c.input.scale.log2(),
+        c.layouts[c.input.layout as usize].describe()
+    );
+    println!(
+        "output  %{} {}: {}",
+        c.output.name,
+        ShapeFmt(&c.output.shape),
+        c.layouts[c.output.layout as usize].describe()
+    );
+    println!();
+    crate::circuits::print_report(&c, Some(&res), &mut std::io::stdout())
+}
+
 pub fn run(args: Args) -> Result<()> {
+    if crate::circuits::is_circuit(&args.model) {
+        return run_circuit(&args);
+    }
     let g = load_onnx(&args.model, args.input_shape)?;
     let s = summary(&g);
     let layers: Vec<_> = g

@@ -1,5 +1,6 @@
 //! `precis`: compile pre-trained CNNs into CKKS circuits and run them.
 
+mod circuits;
 mod cmd_accuracy;
 mod cmd_approx;
 mod cmd_bench;
@@ -20,13 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show a model's layers, shapes, parameter count and ReLU / max-pool counts.
+    /// Show a model's layers, shapes, parameter count and ReLU / max-pool
+    /// counts; or a circuit's layers, levels, rotations, bootstraps and costs.
     Inspect(cmd_inspect::Args),
-    /// Run a model in the clear with the reference executor.
+    /// Run a model in the clear with the reference executor, or a circuit on
+    /// the simulation backend.
     Infer(cmd_infer::Args),
     /// Top-1 accuracy on a labelled test set, exact and approximated per α.
     Accuracy(cmd_accuracy::Args),
-    /// Compile a model; for now writes its tensor IR.
+    /// Compile a model to a CKKS circuit file (or, with --emit ir, its tensor IR).
     Compile(cmd_compile::Args),
     /// Optimal composite minimax approximation of ReLU or sign for a
     /// precision alpha: degrees, depth, multiplications, certified error.

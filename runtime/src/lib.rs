@@ -10,4 +10,5 @@ pub mod backend;
 pub mod ckks;
 pub mod data;
 pub mod reference;
+pub mod resources;
 pub mod simulate;

@@ -501,3 +501,78 @@ impl SplitMix {
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     }
 }
+
+/// Why a simulated run failed, naming the sample.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("sample {sample}: {error}")]
+pub struct SampleError {
+    /// The first sample of the batch the failure occurred in (the message
+    /// names the one within the batch where the backend can tell).
+    pub sample: usize,
+    pub error: crate::backend::ExecError,
+}
+
+/// Runs `prepared` on the simulation backend for each of the `n` samples in
+/// `x` (row-major, `n × input size`), `batch` samples per execution, batches
+/// in parallel; returns each sample's output tensor (row-major). With
+/// `noise`, batch `k` draws its errors from `noise.seed + k`.
+pub fn run_samples(
+    prepared: &crate::backend::Prepared,
+    x: &[f32],
+    n: usize,
+    batch: usize,
+    noise: Option<&NoiseModel>,
+) -> Result<Vec<Vec<f64>>, SampleError> {
+    use rayon::prelude::*;
+    let c = &prepared.circuit;
+    let layout = &c.layouts[c.input.layout as usize];
+    let out_layout = &c.layouts[c.output.layout as usize];
+    let per = layout.len();
+    assert_eq!(x.len(), n * per, "input size");
+    let slots = c.params.slots;
+    let batch = batch.max(1);
+    let starts: Vec<usize> = (0..n).step_by(batch).collect();
+    let results: Vec<Result<Vec<Vec<f64>>, SampleError>> = starts
+        .par_iter()
+        .enumerate()
+        .map(|(k, &start)| {
+            let m = batch.min(n - start);
+            let nm = noise.map(|nm| NoiseModel {
+                seed: nm.seed.wrapping_add(k as u64),
+                ..nm.clone()
+            });
+            let sim = Simulator::new(c, nm);
+            let mut cts = vec![vec![0.0; m * slots]; layout.cts()];
+            for i in 0..m {
+                let s = start + i;
+                let data: Vec<f64> = x[s * per..(s + 1) * per]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
+                for (j, ct) in layout.pack(&data).into_iter().enumerate() {
+                    cts[j][i * slots..(i + 1) * slots].copy_from_slice(&ct);
+                }
+            }
+            let enc = sim.encrypt(cts, m, c.input.level, c.input.scale);
+            let out = crate::backend::execute(&sim, prepared, enc, &crate::backend::Quiet)
+                .map_err(|error| SampleError {
+                    sample: start,
+                    error,
+                })?;
+            Ok((0..m)
+                .map(|i| {
+                    let per_ct: Vec<Vec<f64>> = out
+                        .iter()
+                        .map(|ct| ct.values[i * slots..(i + 1) * slots].to_vec())
+                        .collect();
+                    out_layout.unpack(&per_ct)
+                })
+                .collect())
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
+}

@@ -473,6 +473,7 @@ pub(super) fn lower_with(
             level: params.fresh_level,
             scale: canon[params.fresh_level as usize] * input_factor,
             range: opts.input_range,
+            preprocess: opts.preprocess.clone(),
         },
         output: OutputSpec {
             name: graph.node(out_node).name.clone(),
@@ -622,6 +623,12 @@ fn pool_ops(kernel: [usize; 2], row: u64, col: u64, slots: u64) -> Vec<(Src, Src
     ops
 }
 
+/// Bootstrap inputs are divided by their bound times this margin: a value
+/// at its bound (an inner component of a composite sign reaches ±1 exactly,
+/// an input may sit at its calibrated bound) plus CKKS noise stays inside
+/// `[−1, 1]`, at a cost of 0.09 bit of the bootstrap's precision.
+pub const BOOTSTRAP_MARGIN: f64 = 1.0625;
+
 struct Emitter<'a> {
     b: Builder,
     sched: &'a Schedule,
@@ -641,10 +648,11 @@ impl Emitter<'_> {
     }
 
     /// Records the natural value of level-graph node `n`, bootstrapping it
-    /// when the schedule says so.
+    /// when the schedule says so: divided by its bound (with
+    /// [`BOOTSTRAP_MARGIN`]) so that the bootstrapper sees values in `[−1, 1]`.
     fn produced(&mut self, n: usize, vals: Vec<ValueId>) -> Result<(), LowerError> {
         if self.sched.bootstrapped[n] {
-            let bound = self.lbound[n];
+            let bound = self.lbound[n] * BOOTSTRAP_MARGIN;
             let mut copies = Vec::with_capacity(vals.len());
             for &v in &vals {
                 let r = self

@@ -104,6 +104,8 @@ pub struct LowerOptions<'a> {
     pub params: &'a dyn ParamsSource,
     /// Largest |x| of the input over the calibration data.
     pub input_range: Option<f64>,
+    /// The input preprocessing to record in the circuit.
+    pub preprocess: Option<ir::circuit::Preprocessing>,
 }
 
 /// Per layer, what the schedule and the circuit do.

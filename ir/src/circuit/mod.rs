@@ -299,6 +299,18 @@ pub struct InputSpec {
     /// Largest |x| over the calibration data (inputs beyond it may make a
     /// polynomial leave its domain), if known.
     pub range: Option<f64>,
+    /// How raw images become the input tensor, if the model says.
+    pub preprocess: Option<Preprocessing>,
+}
+
+/// Raw pixels `p` (bytes) → `((p/255 − mean[c]) / std[c])`, after zero
+/// padding by `pad` pixels on every side (torchvision's `Pad`, `ToTensor`,
+/// `Normalize`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    pub pad: usize,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
 }
 
 /// The circuit's result.
@@ -935,6 +947,96 @@ impl Circuit {
         s.rotation_keys = self.rotations.len();
         s.nodes = self.nodes.len();
         s
+    }
+}
+
+/// What one layer (tensor op) of a circuit does.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    pub name: String,
+    pub op: String,
+    /// Highest level of the values it reads from other layers.
+    pub level_in: u32,
+    /// Level of its last value.
+    pub level_out: u32,
+    /// Ciphertexts it passes on to later layers.
+    pub ciphertexts: usize,
+    pub bootstraps: usize,
+    pub rotations: usize,
+    pub plain_products: usize,
+    pub ct_products: usize,
+    pub nodes: usize,
+}
+
+impl Circuit {
+    /// Per layer, in the order the layers first appear.
+    pub fn layer_summaries(&self) -> Vec<LayerSummary> {
+        let mut out: Vec<LayerSummary> = self
+            .layers
+            .iter()
+            .map(|l| LayerSummary {
+                name: l.name.clone(),
+                op: l.kind.clone(),
+                ..LayerSummary::default()
+            })
+            .collect();
+        let mut read_elsewhere = vec![false; self.nodes.len()];
+        for n in &self.nodes {
+            for v in n.op.operands() {
+                if self.nodes[v.index()].layer != n.layer {
+                    read_elsewhere[v.index()] = true;
+                }
+            }
+        }
+        for v in &self.output.values {
+            read_elsewhere[v.index()] = true;
+        }
+        let mut seen = vec![false; self.layers.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            let s = &mut out[n.layer as usize];
+            s.nodes += 1;
+            s.level_out = n.level;
+            for v in n.op.operands() {
+                let src = &self.nodes[v.index()];
+                if src.layer != n.layer {
+                    s.level_in = s.level_in.max(src.level);
+                }
+            }
+            if !seen[n.layer as usize] {
+                seen[n.layer as usize] = true;
+                if let Op::Input { .. } = n.op {
+                    s.level_in = n.level;
+                }
+            }
+            if read_elsewhere[i] {
+                s.ciphertexts += 1;
+            }
+            match &n.op {
+                Op::Bootstrap { .. } => s.bootstraps += 1,
+                Op::Mul { .. } => s.ct_products += 1,
+                Op::MulConst { .. } | Op::MulPlain { .. } => s.plain_products += 1,
+                Op::Rotate { .. } => s.rotations += 1,
+                Op::LinearTransform {
+                    region,
+                    output,
+                    input,
+                    ct,
+                    ..
+                } => {
+                    let o = &self.regions[*region as usize].outputs[*output as usize];
+                    if let Some(t) = &o.transforms[*input as usize] {
+                        let b = &t.per_ct[*ct as usize];
+                        s.rotations += b.baby_rotations() + b.giant_rotations();
+                        s.plain_products += b.products();
+                        if let Method::Fold { count, .. } = o.method {
+                            s.rotations += count.trailing_zeros() as usize;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 

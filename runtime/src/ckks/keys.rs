@@ -361,7 +361,7 @@ impl KeyGenerator {
 
 /// The digits (ranges of `Q` limb indices) a key for ciphertexts at `level`
 /// or below holds: those starting at or below `level`, the last one cut there.
-pub(crate) fn digits_up_to(params: &Parameters, level: usize) -> Vec<std::ops::Range<usize>> {
+pub fn digits_up_to(params: &Parameters, level: usize) -> Vec<std::ops::Range<usize>> {
     params
         .digits()
         .iter()
