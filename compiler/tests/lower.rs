@@ -79,6 +79,7 @@ fn check_against_reference(name: &str, graph: &Graph, alpha: u32, preset: Preset
             name: name.into(),
             params: &PresetParams(preset),
             input_range: None,
+            preprocess: None,
         },
     )
     .unwrap_or_else(|e| panic!("{name}: {e}"));
