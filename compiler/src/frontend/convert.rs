@@ -99,9 +99,9 @@ fn unsupported_hint(op: &str) -> Option<&'static str> {
              LeakyRelu, PRelu); replace this activation by one of them (e.g. nn.ReLU) and fine-tune"
         }
         "GatherND" | "Gather" | "Slice" => {
-            "torch.onnx.export writes it for tensor indexing and for an adaptive average pooling \
-             whose output size does not divide its input: export at an input size for which it \
-             divides, or use nn.AdaptiveAvgPool2d(1) or nn.AvgPool2d"
+            "torch.onnx.export writes it for tensor indexing, and for an adaptive average \
+             pooling whose output size does not divide its input: for that one, export at an \
+             input size for which it divides, or use nn.AdaptiveAvgPool2d(1) or nn.AvgPool2d"
         }
         "ReduceMax" | "ReduceSum" | "ReduceL2" | "ReduceLogSumExp" => {
             "of the reductions only ReduceMean over H and W (global average pooling) is supported"
@@ -1423,7 +1423,7 @@ impl Walker<'_> {
         };
         match (lo, hi) {
             (None, None) => self.alias(node, Val::Data(x)),
-            (Some(lo), None) if lo == 0.0 => {
+            (Some(0.0), None) => {
                 self.emit(node, Op::Relu, &[x])?;
                 Ok(())
             }

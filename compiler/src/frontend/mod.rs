@@ -42,9 +42,10 @@
 //! is named after the ONNX node (`<name>` for the node producing its output,
 //! `<name>.<part>` for the others), so per-layer reports name them:
 //!
-//! * `Clip(lo, hi)` (ReLU6, hardtanh, clamp) → `Relu(x − lo) − Relu(x − hi)
-//!   + lo`: ReLUs `<name>.lo` and `<name>.hi`, the shifts `Add`s of scalar
-//!   constants, the difference an `Add` of the `Mul` by −1. One bound: one
+//! * `Clip(lo, hi)` (ReLU6, hardtanh, clamp) →
+//!   `Relu(x − lo) − Relu(x − hi) + lo`: ReLUs `<name>.lo` and `<name>.hi`,
+//!   the shifts `Add`s of scalar constants, the difference an `Add` of the
+//!   `Mul` by −1. One bound: one
 //!   ReLU (`Relu(x − lo) + lo`, `x − Relu(x − hi)`); `Clip(0, ∞)` is the
 //!   ReLU `<name>`. `Max`/`Min` of an activation and a scalar constant are
 //!   the one-sided clips.
