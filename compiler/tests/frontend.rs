@@ -251,7 +251,19 @@ fn unsupported_op_names_node_and_op() {
     let y = b.node("act", "Erf", &[&x], &[], Some(vec![1, 4]));
     b.output(&y);
     let err = err_of(&b.to_bytes());
-    assert_eq!(err, "node '/act/Erf' (Erf): unsupported op");
+    // GELU's Erf: the message says what to use instead.
+    assert!(
+        err.starts_with("node '/act/Erf' (Erf): unsupported op; precis approximates only piecewise-linear activations"),
+        "{err}"
+    );
+    let mut b = OnnxBuilder::new("hardmax", 13, 1);
+    let x = b.input("input", &[1, 4]);
+    let y = b.node("act", "Hardmax", &[&x], &[], Some(vec![1, 4]));
+    b.output(&y);
+    assert_eq!(
+        err_of(&b.to_bytes()),
+        "node '/act/Hardmax' (Hardmax): unsupported op"
+    );
 }
 
 /// An op, its attributes, and the error expected for them.

@@ -33,7 +33,13 @@ fn data_op_attrs(op: &str) -> Option<&'static [&'static str]> {
             "strides",
         ],
         "BatchNormalization" => &["epsilon", "momentum", "spatial", "training_mode"],
-        "Relu" | "GlobalAveragePool" | "MatMul" | "Add" | "Mul" | "Identity" => &[],
+        "Relu" | "GlobalAveragePool" | "MatMul" | "Add" | "Mul" | "Sub" | "Div" | "Neg" | "Max"
+        | "Min" | "PRelu" | "Identity" => &[],
+        "Clip" => &["min", "max"],
+        "LeakyRelu" => &["alpha"],
+        "ReduceMean" => &["axes", "keepdims", "noop_with_empty_axes"],
+        "Squeeze" | "Unsqueeze" => &["axes"],
+        "Transpose" => &["perm"],
         "MaxPool" => &[
             "auto_pad",
             "ceil_mode",
@@ -63,32 +69,50 @@ fn data_op_attrs(op: &str) -> Option<&'static [&'static str]> {
 
 /// Ops accepted only where tract finds their outputs constant once the input
 /// shape is pinned (shape arithmetic, constant folding material). Their
-/// attributes are interpreted by tract.
+/// attributes are interpreted by tract. (Data ops above are accepted on
+/// constants too: `Sub`, `Div`, `Squeeze`, … appear in shape arithmetic.)
 const CONSTANT_ONLY_OPS: &[&str] = &[
     "Abs",
     "Cast",
     "Ceil",
     "Constant",
     "ConstantOfShape",
-    "Div",
     "Equal",
     "Expand",
     "Floor",
     "Gather",
-    "Max",
-    "Min",
-    "Neg",
+    "GatherND",
     "Range",
     "ReduceProd",
     "Shape",
     "Size",
     "Slice",
-    "Squeeze",
-    "Sub",
-    "Transpose",
-    "Unsqueeze",
     "Where",
 ];
+
+/// What to do instead, for ops users' networks commonly contain.
+fn unsupported_hint(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Celu" | "Softplus"
+        | "Softsign" | "Mish" | "Gelu" | "Erf" | "Silu" | "Swish" => {
+            "precis approximates only piecewise-linear activations (Relu, Clip/ReLU6/hardtanh, \
+             LeakyRelu, PRelu); replace this activation by one of them (e.g. nn.ReLU) and fine-tune"
+        }
+        "GatherND" | "Gather" | "Slice" => {
+            "torch.onnx.export writes it for tensor indexing, and for an adaptive average \
+             pooling whose output size does not divide its input: for that one, export at an \
+             input size for which it divides, or use nn.AdaptiveAvgPool2d(1) or nn.AvgPool2d"
+        }
+        "ReduceMax" | "ReduceSum" | "ReduceL2" | "ReduceLogSumExp" => {
+            "of the reductions only ReduceMean over H and W (global average pooling) is supported"
+        }
+        "Resize" | "Upsample" => "upsampling is not supported",
+        "LayerNormalization" | "InstanceNormalization" | "GroupNormalization" => {
+            "only inference BatchNormalization is supported (it is an affine map per channel)"
+        }
+        _ => return None,
+    })
+}
 
 pub(super) fn convert(
     bytes: &[u8],
@@ -117,6 +141,7 @@ pub(super) fn convert(
     for node in &graph.node {
         precheck(node)?;
     }
+    check_external_data(graph, dir)?;
     let inputs = pinned_inputs(graph, input_shape)?;
 
     // tract: parse the same protobuf, pin the inputs, analyse.
@@ -154,12 +179,62 @@ pub(super) fn convert(
         g: Graph::new(name),
         vals: HashMap::new(),
         const_nodes: HashMap::new(),
+        readers: HashMap::new(),
     };
+    for node in &graph.node {
+        for input in node.input.iter().filter(|i| !i.is_empty()) {
+            walker
+                .readers
+                .entry(input.clone())
+                .or_default()
+                .push(node.op_type.clone());
+        }
+    }
     walker.run(graph, &inputs)?;
     let mut g = walker.g;
     g.remove_dead();
     g.validate()?;
     Ok(g)
+}
+
+/// `TensorProto.DataLocation.EXTERNAL`.
+const EXTERNAL: i32 = 1;
+
+/// Initializers stored outside the model (what `torch.onnx.export` writes by
+/// default, in `<model>.onnx.data`) must be reachable: the model was read
+/// from a file and the data file is beside it.
+fn check_external_data(graph: &pb::GraphProto, dir: Option<&Path>) -> Result<(), FrontendError> {
+    for t in &graph.initializer {
+        if t.data_location != Some(EXTERNAL) {
+            continue;
+        }
+        let location = t
+            .external_data
+            .iter()
+            .find(|e| e.key == "location")
+            .map(|e| e.value.as_str())
+            .ok_or_else(|| {
+                FrontendError::Model(format!(
+                    "initializer '{}' is stored externally but names no location",
+                    t.name
+                ))
+            })?;
+        let Some(dir) = dir else {
+            return Err(FrontendError::Model(format!(
+                "initializer '{}' is stored in the external file '{location}'; read the model from its file, with '{location}' beside it",
+                t.name
+            )));
+        };
+        let path = dir.join(location);
+        if !path.is_file() {
+            return Err(FrontendError::Model(format!(
+                "initializer '{}' is stored in '{}', which does not exist; torch.onnx.export writes the weights there: keep that file beside the .onnx",
+                t.name,
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The graph inputs that are not initializers, with the shape each is pinned
@@ -298,6 +373,14 @@ fn node_err(node: &NodeProto, msg: impl Into<String>) -> FrontendError {
     }
 }
 
+/// `unsupported op`, with what to do instead where there is something.
+fn unsupported_op(node: &NodeProto) -> FrontendError {
+    match unsupported_hint(&node.op_type) {
+        Some(hint) => node_err(node, format!("unsupported op; {hint}")),
+        None => node_err(node, "unsupported op"),
+    }
+}
+
 /// Attribute access with errors that name the node and the attribute.
 struct Attrs<'a> {
     node: &'a NodeProto,
@@ -395,7 +478,7 @@ fn precheck(node: &NodeProto) -> Result<(), FrontendError> {
         if CONSTANT_ONLY_OPS.contains(&op) {
             return Ok(());
         }
-        return Err(node_err(node, "unsupported op"));
+        return Err(unsupported_op(node));
     };
     for a in &node.attribute {
         if !allowed.contains(&a.name.as_str()) {
@@ -505,6 +588,8 @@ struct Walker<'a> {
     vals: HashMap<String, Val>,
     /// IR Constant nodes already made for constant tensors used as operands.
     const_nodes: HashMap<String, NodeId>,
+    /// The op types of the nodes reading each tensor (for error hints).
+    readers: HashMap<String, Vec<String>>,
 }
 
 impl Walker<'_> {
@@ -783,7 +868,40 @@ impl Walker<'_> {
                 self.emit(node, Op::Linear(Linear { weight, bias: None }), &[x])?;
                 Ok(())
             }
-            "Add" | "Mul" => self.binary(node),
+            "Add" | "Mul" | "Sub" | "Div" => self.binary(node),
+            "Neg" => {
+                let x = self.data(node, 0)?;
+                let minus = self.scalar_part(node, ".minus_one", -1.0)?;
+                self.emit(node, Op::Mul, &[x, minus])?;
+                Ok(())
+            }
+            "Clip" => self.clip(node, &at),
+            "Max" | "Min" => self.min_max(node),
+            "LeakyRelu" => {
+                let x = self.data(node, 0)?;
+                let alpha = at.float("alpha", 0.01)?;
+                self.leaky(node, x, ir::Tensor::scalar(alpha))
+            }
+            "PRelu" => {
+                let x = self.data(node, 0)?;
+                let slope = self.konst_f32(node, 1, "slope")?;
+                let shape = self.shape_of(x);
+                let fits = ir::broadcast(&shape, &slope.shape).is_ok_and(|s| s == shape);
+                if !fits {
+                    return Err(node_err(
+                        node,
+                        format!(
+                            "slope of shape {} does not broadcast to the activation {}",
+                            ShapeFmt(&slope.shape),
+                            ShapeFmt(&shape)
+                        ),
+                    ));
+                }
+                self.leaky(node, x, slope)
+            }
+            "ReduceMean" => self.reduce_mean(node, &at),
+            "Squeeze" | "Unsqueeze" => self.squeeze(node, &at),
+            "Transpose" => self.transpose(node, &at),
             "Flatten" => {
                 let x = self.data(node, 0)?;
                 let rank = self.shape_of(x).len() as i64;
@@ -877,11 +995,18 @@ impl Walker<'_> {
                 }
                 self.alias(node, Val::Softmax(x))
             }
-            op if CONSTANT_ONLY_OPS.contains(&op) => Err(node_err(
-                node,
-                "supported only on constants (shape computations); here it reads an activation",
-            )),
-            _ => Err(node_err(node, "unsupported op")),
+            op if CONSTANT_ONLY_OPS.contains(&op) => {
+                let msg =
+                    "supported only on constants (shape computations); here it reads an activation";
+                Err(node_err(
+                    node,
+                    match unsupported_hint(op) {
+                        Some(hint) => format!("{msg}; {hint}"),
+                        None => msg.to_string(),
+                    },
+                ))
+            }
+            _ => Err(unsupported_op(node)),
         }
     }
 
@@ -1119,16 +1244,13 @@ impl Walker<'_> {
         Ok(())
     }
 
+    /// `Add`, `Mul`, and `Sub`/`Div` as `Add`/`Mul`: `a − b` = `a + (−b)`
+    /// (a constant negated, an activation multiplied by −1), `a / c` =
+    /// `a · (1/c)` for a constant `c`.
     fn binary(&mut self, node: &NodeProto) -> Result<(), FrontendError> {
-        let a = self.operand(node, 0)?;
-        let b = self.operand(node, 1)?;
-        let op = if node.op_type == "Add" {
-            Op::Add
-        } else {
-            Op::Mul
-        };
         let is_const =
             |w: &Self, ix: usize| matches!(w.vals.get(node.input[ix].as_str()), Some(Val::Const));
+        let (a, b) = (self.operand(node, 0)?, self.operand(node, 1)?);
         let out_shape = ir::broadcast(&self.shape_of(a), &self.shape_of(b))
             .map_err(|msg| node_err(node, msg))?;
         for (ix, id) in [(0, a), (1, b)] {
@@ -1144,7 +1266,410 @@ impl Walker<'_> {
                 ));
             }
         }
-        self.emit(node, op, &[a, b])?;
+        match node.op_type.as_str() {
+            "Add" => self.emit(node, Op::Add, &[a, b])?,
+            "Mul" => self.emit(node, Op::Mul, &[a, b])?,
+            "Sub" => {
+                let neg = if is_const(self, 1) {
+                    let mut c = self.konst_f32(node, 1, "subtrahend")?;
+                    c.data.iter_mut().for_each(|v| *v = -*v);
+                    self.emit_part(node, ".neg", Op::Constant(c), &[])?
+                } else {
+                    let minus = self.scalar_part(node, ".minus_one", -1.0)?;
+                    self.emit_part(node, ".neg", Op::Mul, &[b, minus])?
+                };
+                self.emit(node, Op::Add, &[a, neg])?
+            }
+            _ => {
+                if !is_const(self, 1) {
+                    return Err(node_err(
+                        node,
+                        "division by an activation is not supported (only by constants)",
+                    ));
+                }
+                let mut c = self.konst_f32(node, 1, "divisor")?;
+                if c.data.contains(&0.0) {
+                    return Err(node_err(node, "the divisor has a zero"));
+                }
+                c.data
+                    .iter_mut()
+                    .for_each(|v| *v = (1.0 / *v as f64) as f32);
+                let recip = self.emit_part(node, ".recip", Op::Constant(c), &[])?;
+                self.emit(node, Op::Mul, &[a, recip])?
+            }
+        };
+        Ok(())
+    }
+
+    /// A scalar Constant node named after `node`.
+    fn scalar_part(
+        &mut self,
+        node: &NodeProto,
+        suffix: &str,
+        v: f32,
+    ) -> Result<NodeId, FrontendError> {
+        self.emit_part(node, suffix, Op::Constant(ir::Tensor::scalar(v)), &[])
+    }
+
+    /// A scalar bound of `Clip`: an input (opset ≥ 11) or an attribute;
+    /// `None` when absent or infinite (no bound).
+    fn clip_bound(
+        &self,
+        node: &NodeProto,
+        at: &Attrs,
+        ix: usize,
+        name: &str,
+    ) -> Result<Option<f32>, FrontendError> {
+        let v = if self.opset >= 11 {
+            if !Self::has_input(node, ix) {
+                return Ok(None);
+            }
+            let t = self.konst_f32(node, ix, name)?;
+            if t.len() != 1 {
+                return Err(node_err(
+                    node,
+                    format!("the {name} must be a scalar, got {}", ShapeFmt(&t.shape)),
+                ));
+            }
+            t.data[0]
+        } else {
+            match at.get(name) {
+                None => return Ok(None),
+                Some(_) => at.float(name, 0.0)?,
+            }
+        };
+        if v.is_nan() {
+            return Err(node_err(node, format!("the {name} is NaN")));
+        }
+        // f32::MAX is ONNX's default for an absent bound.
+        Ok((v.abs() < f32::MAX).then_some(v))
+    }
+
+    /// `Clip(x, lo, hi)` (ReLU6, hardtanh, clamp) from ReLUs.
+    fn clip(&mut self, node: &NodeProto, at: &Attrs) -> Result<(), FrontendError> {
+        let x = self.data(node, 0)?;
+        let lo = self.clip_bound(node, at, 1, "min")?;
+        let hi = self.clip_bound(node, at, 2, "max")?;
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            if lo > hi {
+                return Err(node_err(
+                    node,
+                    format!("min {lo} > max {hi} makes the output constant; not supported"),
+                ));
+            }
+        }
+        self.clamp(node, x, lo, hi)
+    }
+
+    /// `Max(x, c)` / `Min(x, c)` with a scalar constant `c`: a one-sided clip.
+    fn min_max(&mut self, node: &NodeProto) -> Result<(), FrontendError> {
+        let present: Vec<usize> = (0..node.input.len())
+            .filter(|&i| Self::has_input(node, i))
+            .collect();
+        let is_const =
+            |w: &Self, ix: usize| matches!(w.vals.get(node.input[ix].as_str()), Some(Val::Const));
+        let (x, c) = match present[..] {
+            [a, b] if !is_const(self, a) && is_const(self, b) => (a, b),
+            [a, b] if is_const(self, a) && !is_const(self, b) => (b, a),
+            _ => {
+                return Err(node_err(
+                    node,
+                    format!(
+                        "supported only as {}(activation, scalar constant)",
+                        node.op_type
+                    ),
+                ))
+            }
+        };
+        let t = self.konst_f32(node, c, "bound")?;
+        if t.len() != 1 || t.data[0].is_nan() {
+            return Err(node_err(
+                node,
+                format!(
+                    "supported only as {}(activation, scalar constant); the constant has shape {}",
+                    node.op_type,
+                    ShapeFmt(&t.shape)
+                ),
+            ));
+        }
+        let v = (t.data[0].abs() < f32::MAX).then_some(t.data[0]);
+        let x = self.data(node, x)?;
+        if node.op_type == "Max" {
+            self.clamp(node, x, v, None)
+        } else {
+            self.clamp(node, x, None, v)
+        }
+    }
+
+    /// `min(max(x, lo), hi)` as `Relu(x − lo) − Relu(x − hi) + lo`, the
+    /// ReLUs named `<node>.lo` and `<node>.hi` (one of them for a one-sided
+    /// clip: `Relu(x − lo) + lo`, `x − Relu(x − hi)`), the result `<node>`.
+    fn clamp(
+        &mut self,
+        node: &NodeProto,
+        x: NodeId,
+        lo: Option<f32>,
+        hi: Option<f32>,
+    ) -> Result<(), FrontendError> {
+        // Relu(x − b), named `<node><suffix>`.
+        let relu_shifted = |w: &mut Self, b: f32, suffix: &str| -> Result<NodeId, FrontendError> {
+            let input = if b == 0.0 {
+                x
+            } else {
+                let c = w.scalar_part(node, &format!("{suffix}.shift_c"), -b)?;
+                w.emit_part(node, &format!("{suffix}.shift"), Op::Add, &[x, c])?
+            };
+            w.emit_part(node, suffix, Op::Relu, &[input])
+        };
+        match (lo, hi) {
+            (None, None) => self.alias(node, Val::Data(x)),
+            (Some(0.0), None) => {
+                self.emit(node, Op::Relu, &[x])?;
+                Ok(())
+            }
+            (Some(lo), None) => {
+                let r = relu_shifted(self, lo, ".lo")?;
+                let c = self.scalar_part(node, ".lo_c", lo)?;
+                self.emit(node, Op::Add, &[r, c])?;
+                Ok(())
+            }
+            (lo, Some(hi)) => {
+                let r_hi = relu_shifted(self, hi, ".hi")?;
+                let minus = self.scalar_part(node, ".minus_one", -1.0)?;
+                let neg = self.emit_part(node, ".hi.neg", Op::Mul, &[r_hi, minus])?;
+                match lo {
+                    None => self.emit(node, Op::Add, &[x, neg])?,
+                    Some(lo) if lo == 0.0 => {
+                        let r_lo = relu_shifted(self, lo, ".lo")?;
+                        self.emit(node, Op::Add, &[r_lo, neg])?
+                    }
+                    Some(lo) => {
+                        let r_lo = relu_shifted(self, lo, ".lo")?;
+                        let sum = self.emit_part(node, ".sum", Op::Add, &[r_lo, neg])?;
+                        let c = self.scalar_part(node, ".lo_c", lo)?;
+                        self.emit(node, Op::Add, &[sum, c])?
+                    }
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// LeakyRelu / PRelu with slope `a` (a scalar or a tensor broadcasting
+    /// to the activation): `a·x + (1−a)·Relu(x)`, the ReLU named
+    /// `<node>.relu`, the result `<node>`.
+    fn leaky(&mut self, node: &NodeProto, x: NodeId, a: ir::Tensor) -> Result<(), FrontendError> {
+        if a.data.iter().any(|v| !v.is_finite()) {
+            return Err(node_err(node, "the slope is not finite"));
+        }
+        if a.data.iter().all(|&v| v == 0.0) {
+            self.emit(node, Op::Relu, &[x])?;
+            return Ok(());
+        }
+        if a.data.iter().all(|&v| v == 1.0) {
+            return self.alias(node, Val::Data(x));
+        }
+        let mut rest = a.clone();
+        rest.data
+            .iter_mut()
+            .for_each(|v| *v = (1.0 - *v as f64) as f32);
+        let r = self.emit_part(node, ".relu", Op::Relu, &[x])?;
+        let rest = self.emit_part(node, ".relu.scale_c", Op::Constant(rest), &[])?;
+        let pos = self.emit_part(node, ".relu.scale", Op::Mul, &[r, rest])?;
+        let a = self.emit_part(node, ".slope", Op::Constant(a), &[])?;
+        let lin = self.emit_part(node, ".linear", Op::Mul, &[x, a])?;
+        self.emit(node, Op::Add, &[lin, pos])?;
+        Ok(())
+    }
+
+    /// `ReduceMean` over the two spatial axes of an NCHW activation: global
+    /// average pooling (followed by a reshape to `[N, C]` without keepdims).
+    fn reduce_mean(&mut self, node: &NodeProto, at: &Attrs) -> Result<(), FrontendError> {
+        let x = self.data(node, 0)?;
+        let shape = self.shape_of(x);
+        let rank = shape.len() as i64;
+        let axes = if self.opset >= 18 {
+            if Self::has_input(node, 1) {
+                Some(self.konst_i64(node, 1, "axes")?)
+            } else {
+                None
+            }
+        } else {
+            at.ints("axes")?
+        };
+        let keepdims = at.int("keepdims", 1)? != 0;
+        let noop = at.int("noop_with_empty_axes", 0)? != 0;
+        let axes = match axes {
+            Some(a) if !a.is_empty() => a,
+            _ if noop => return self.alias(node, Val::Data(x)),
+            _ => (0..rank).collect(),
+        };
+        let mut norm = axes
+            .iter()
+            .map(|&a| normalize_axis(node, a, rank))
+            .collect::<Result<Vec<_>, _>>()?;
+        norm.sort_unstable();
+        norm.dedup();
+        if rank != 4 || norm != [2, 3] {
+            return Err(node_err(
+                node,
+                format!(
+                    "the mean over axes {axes:?} of {} is not supported; only the mean over H and W of an NCHW activation (global average pooling: x.mean((2, 3)), nn.AdaptiveAvgPool2d(1))",
+                    ShapeFmt(&shape)
+                ),
+            ));
+        }
+        if keepdims {
+            self.emit(node, Op::GlobalAveragePool, &[x])?;
+        } else {
+            let pool = self.emit_part(node, ".pool", Op::GlobalAveragePool, &[x])?;
+            let flat = vec![shape[0], shape[1]];
+            self.emit(node, Op::Reshape { shape: flat }, &[pool])?;
+        }
+        Ok(())
+    }
+
+    /// The axes of `Squeeze`/`Unsqueeze`: an input from opset 13, an
+    /// attribute before.
+    fn squeeze_axes(
+        &self,
+        node: &NodeProto,
+        at: &Attrs,
+    ) -> Result<Option<Vec<i64>>, FrontendError> {
+        if self.opset >= 13 {
+            if Self::has_input(node, 1) {
+                Ok(Some(self.konst_i64(node, 1, "axes")?))
+            } else {
+                Ok(None)
+            }
+        } else {
+            at.ints("axes")
+        }
+    }
+
+    /// `Squeeze` / `Unsqueeze` of size-1 axes other than the batch: a
+    /// reshape.
+    fn squeeze(&mut self, node: &NodeProto, at: &Attrs) -> Result<(), FrontendError> {
+        let x = self.data(node, 0)?;
+        let shape = self.shape_of(x);
+        let squeeze = node.op_type == "Squeeze";
+        let Some(axes) = self.squeeze_axes(node, at)? else {
+            if squeeze {
+                return Err(node_err(
+                    node,
+                    "Squeeze without axes would remove the batch axis too; squeeze explicit axes (x.squeeze(-1))",
+                ));
+            }
+            return Err(node_err(node, "the axes are missing"));
+        };
+        let out_rank = if squeeze {
+            shape.len()
+        } else {
+            shape.len() + axes.len()
+        } as i64;
+        let mut norm = axes
+            .iter()
+            .map(|&a| normalize_axis(node, a, out_rank))
+            .collect::<Result<Vec<_>, _>>()?;
+        norm.sort_unstable();
+        norm.dedup();
+        if norm.first() == Some(&0) {
+            return Err(node_err(
+                node,
+                format!(
+                    "{} of axis 0 moves the batch axis; the first dimension must stay the batch",
+                    node.op_type
+                ),
+            ));
+        }
+        let out: Vec<usize> = if squeeze {
+            if let Some(&a) = norm.iter().find(|&&a| shape[a] != 1) {
+                return Err(node_err(
+                    node,
+                    format!("axis {a} of {} is not of size 1", ShapeFmt(&shape)),
+                ));
+            }
+            (0..shape.len())
+                .filter(|a| !norm.contains(a))
+                .map(|a| shape[a])
+                .collect()
+        } else {
+            let mut dims = shape.iter().copied();
+            (0..out_rank as usize)
+                .map(|a| {
+                    if norm.contains(&a) {
+                        1
+                    } else {
+                        dims.next().unwrap_or(1)
+                    }
+                })
+                .collect()
+        };
+        self.reshape_only(node, x, out)
+    }
+
+    /// A `Transpose` that moves only size-1 axes (and keeps the batch
+    /// first) is a reshape; any other moves data and is refused.
+    fn transpose(&mut self, node: &NodeProto, at: &Attrs) -> Result<(), FrontendError> {
+        let x = self.data(node, 0)?;
+        let shape = self.shape_of(x);
+        let rank = shape.len();
+        let perm: Vec<i64> = at
+            .ints("perm")?
+            .unwrap_or_else(|| (0..rank as i64).rev().collect());
+        let mut seen = vec![false; rank];
+        let valid = perm.len() == rank
+            && perm.iter().all(|&p| {
+                (0..rank as i64).contains(&p) && !std::mem::replace(&mut seen[p as usize], true)
+            });
+        if !valid {
+            return Err(node_err(
+                node,
+                format!("perm {perm:?} is not a permutation of the {rank} axes"),
+            ));
+        }
+        let perm: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
+        let moved: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
+        if perm[0] != 0 || moved.windows(2).any(|w| w[0] > w[1]) {
+            let out = self.input_output(node)?;
+            let gathers = self
+                .readers
+                .get(&out)
+                .is_some_and(|r| r.iter().any(|op| op == "GatherND"));
+            let hint = if gathers {
+                format!(
+                    "; this Transpose → GatherND is what torch.onnx.export writes for an adaptive average pooling whose output size does not divide its input ({} here): export at an input size for which it divides (e.g. 224×224 for torchvision VGG and AlexNet), or use nn.AdaptiveAvgPool2d(1) or nn.AvgPool2d",
+                    ShapeFmt(&shape)
+                )
+            } else {
+                String::new()
+            };
+            return Err(node_err(
+                node,
+                format!(
+                    "perm {perm:?} of {} moves data; only transposes that keep the batch first and move size-1 axes (reshapes) are supported{hint}",
+                    ShapeFmt(&shape)
+                ),
+            ));
+        }
+        let out = perm.iter().map(|&p| shape[p]).collect();
+        self.reshape_only(node, x, out)
+    }
+
+    /// `node`'s output as `x` reshaped to `out` (an alias when the shape
+    /// does not change).
+    fn reshape_only(
+        &mut self,
+        node: &NodeProto,
+        x: NodeId,
+        out: Vec<usize>,
+    ) -> Result<(), FrontendError> {
+        if out == self.shape_of(x) {
+            let name = self.input_output(node)?;
+            self.check_shape(node, x, &name)?;
+            return self.alias(node, Val::Data(x));
+        }
+        self.emit(node, Op::Reshape { shape: out }, &[x])?;
         Ok(())
     }
 

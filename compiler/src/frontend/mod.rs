@@ -34,6 +34,37 @@
 //! become aliases of their input; a `Softmax`/`LogSoftmax` whose output is only
 //! a graph output is dropped (argmax is the client's).
 //!
+//! # Ops expressed with other IR ops
+//!
+//! What the default (torch.export-based) exporter and users' networks add
+//! is read into the existing IR ops, so calibration, approximation, overflow
+//! reports and lowering treat it like any ReLU network. Every node created
+//! is named after the ONNX node (`<name>` for the node producing its output,
+//! `<name>.<part>` for the others), so per-layer reports name them:
+//!
+//! * `Clip(lo, hi)` (ReLU6, hardtanh, clamp) →
+//!   `Relu(x − lo) − Relu(x − hi) + lo`: ReLUs `<name>.lo` and `<name>.hi`,
+//!   the shifts `Add`s of scalar constants, the difference an `Add` of the
+//!   `Mul` by −1. One bound: one
+//!   ReLU (`Relu(x − lo) + lo`, `x − Relu(x − hi)`); `Clip(0, ∞)` is the
+//!   ReLU `<name>`. `Max`/`Min` of an activation and a scalar constant are
+//!   the one-sided clips.
+//! * `LeakyRelu(a)`, `PRelu(a)` (slope a scalar or per channel) →
+//!   `a·x + (1−a)·Relu(x)` (= x·((1+a) + (1−a)·sgn x)/2), the ReLU
+//!   `<name>.relu`, the products `Mul`s by constants.
+//! * `ReduceMean` over H and W → `GlobalAveragePool` (`keepdims=0`: then a
+//!   `Reshape` to `[N, C]`); any other reduction is refused.
+//! * `Sub`/`Div` by a constant → `Add`/`Mul` by its negation/reciprocal;
+//!   `Sub` of an activation and `Neg` → `Mul` by −1 then `Add`.
+//! * `Squeeze`/`Unsqueeze`/`Transpose` that only move size-1 axes, the batch
+//!   staying first → `Reshape` (or nothing when the shape is unchanged); a
+//!   transpose that moves data is refused (with the export workaround when it
+//!   is the start of the Transpose → GatherND pattern the exporter writes for
+//!   an adaptive average pooling whose output does not divide its input).
+//!
+//! Weights stored in an external file (`<model>.onnx.data`, the default
+//! exporter's layout) are read from beside the model file.
+//!
 //! [`builder`] writes ONNX models the way `torch.onnx.export` does (test
 //! support and example generation), [`zoo`] uses it for the network families
 //! precis targets, and [`oracle`] runs a model with tract itself.
