@@ -201,6 +201,9 @@ struct CircuitRow {
     /// Largest |logit difference| to the tensor-level approximated model.
     max_logit_diff: f64,
     lower_seconds: f64,
+    /// Generating every transform's diagonals once for the simulation.
+    diagonal_seconds: f64,
+    diagonal_bytes: usize,
     images_per_s: f64,
 }
 
@@ -294,7 +297,9 @@ fn evaluate_circuit(
     let lower_seconds = t.elapsed().as_secs_f64();
     let report = lowered.report.clone();
     let prepared = runtime::backend::Prepared::new(lowered.circuit).map_err(|e| anyhow!("{e}"))?;
-    prepared.generate_all().map_err(|e| anyhow!("{e}"))?;
+    let t = Instant::now();
+    let diag_bytes = prepared.generate_all().map_err(|e| anyhow!("{e}"))?;
+    let diagonal_seconds = t.elapsed().as_secs_f64();
     let noise = args
         .noise
         .map(|seed| runtime::simulate::NoiseModel::for_circuit(&prepared.circuit, seed));
@@ -310,7 +315,7 @@ fn evaluate_circuit(
     );
     let start = Instant::now();
     let per = data.x.len() / n.max(1);
-    let chunk = 256;
+    let chunk = 512;
     let (mut correct, mut agree, mut worst) = (0usize, 0usize, 0f64);
     for first in (0..n).step_by(chunk) {
         let m = chunk.min(n - first);
@@ -318,7 +323,7 @@ fn evaluate_circuit(
             &prepared,
             &data.x.data[first * per..(first + m) * per],
             m,
-            8,
+            32,
             noise.as_ref(),
         )
         .map_err(|e| anyhow!("sample {}: {}", first + e.sample, e.error))?;
@@ -348,6 +353,8 @@ fn evaluate_circuit(
         agreement: agree as f64 / n as f64,
         max_logit_diff: worst,
         lower_seconds,
+        diagonal_seconds,
+        diagonal_bytes: diag_bytes,
         images_per_s: n as f64 / secs,
     })
 }

@@ -220,6 +220,8 @@ fn compile_approximated_then_infer() {
         out_file.to_str().unwrap(),
         "--alpha",
         "12",
+        "--emit",
+        "ir",
         "--calib",
         samples.to_str().unwrap(),
     ]);
@@ -263,4 +265,107 @@ fn compile_approximated_then_infer() {
     assert!(!out.status.success());
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(!none.exists());
+}
+
+/// `compile --alpha` writes a circuit; `inspect` reports it; `infer` runs it
+/// on the simulation backend and classifies the shipped samples as the
+/// exact model does; damaged circuit files are refused in one line.
+#[test]
+fn compile_a_circuit_then_inspect_and_infer() {
+    let dir = tmp_dir("cli-circuit");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("examples/models/lenet5.onnx");
+    let samples = root.join("examples/data/fmnist_test_16.npy");
+    let circuit = dir.join("lenet5.circuit");
+    std::env::set_var("PRECIS_CACHE", dir.join("cache"));
+    let out = precis(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        circuit.to_str().unwrap(),
+        "--alpha",
+        "10",
+        "--calib",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("bootstraps"), "{text}");
+    assert!(text.contains("wrote"), "{text}");
+    let c = ir::circuit::file::load(&circuit).unwrap();
+    assert_eq!(c.params.preset, "levels16");
+    assert!(c.params.secure);
+
+    let inspect = precis(&["inspect", circuit.to_str().unwrap(), "--json"]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&inspect)).unwrap();
+    let t = &v["totals"];
+    for key in [
+        "bootstraps",
+        "bootstrap_lower_bound",
+        "rotations",
+        "rotation_keys",
+        "depth",
+        "slots",
+        "preset",
+        "estimated_seconds",
+        "estimated_peak_bytes",
+        "key_bytes",
+    ] {
+        assert!(!t[key].is_null(), "totals lack {key}: {t}");
+    }
+    assert_eq!(
+        t["bootstraps"].as_u64().unwrap() as usize,
+        c.stats().bootstraps
+    );
+    assert!(v["layers"].as_array().unwrap().len() >= 12);
+
+    let sim = precis(&[
+        "infer",
+        circuit.to_str().unwrap(),
+        "--input",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(sim.status.success(), "{}", stderr(&sim));
+    let exact = precis(&[
+        "infer",
+        model.to_str().unwrap(),
+        "--input",
+        samples.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&sim), stdout(&exact));
+
+    // Damaged copies: one line each, naming the file.
+    let bytes = std::fs::read(&circuit).unwrap();
+    let cut = dir.join("cut.circuit");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let mut flipped = bytes.clone();
+    let mid = bytes.len() / 2;
+    flipped[mid] ^= 4;
+    let flip = dir.join("flip.circuit");
+    std::fs::write(&flip, &flipped).unwrap();
+    for (path, want) in [(&cut, "truncated circuit file"), (&flip, "checksum")] {
+        for cmd in ["inspect", "infer"] {
+            let mut args = vec![cmd, path.to_str().unwrap()];
+            if cmd == "infer" {
+                args.extend(["--input", samples.to_str().unwrap()]);
+            }
+            let out = precis(&args);
+            let err = one_line_error(&out);
+            assert!(
+                err.contains(path.to_str().unwrap()) && err.contains(want),
+                "{cmd}: {err}"
+            );
+        }
+    }
+    // A circuit needs --alpha.
+    let out = precis(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        dir.join("x.circuit").to_str().unwrap(),
+        "--emit",
+        "circuit",
+    ]);
+    assert!(one_line_error(&out).contains("--alpha"));
 }

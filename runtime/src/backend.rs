@@ -9,7 +9,7 @@
 //! never silently disagree. The simulation backend ([`crate::simulate`])
 //! and the CKKS backend run the same circuits through this executor.
 
-use ir::circuit::{Bsgs, Circuit, Method, Op, Plain, TransformSpec};
+use ir::circuit::{Bsgs, Circuit, Op, Plain, TransformSpec};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -133,18 +133,18 @@ impl Prepared {
         };
         let r = &c.regions[*region as usize];
         let o = &r.outputs[*output as usize];
+        let t = o.transforms[*input as usize]
+            .as_ref()
+            .ok_or("the output does not read this input")?;
         let spec = TransformSpec {
             region: r,
             output: *output as usize,
             input: *input as usize,
             in_layout: &c.layouts[r.inputs[*input as usize] as usize],
             out_layout: &c.layouts[o.layout as usize],
-            method: o.method,
+            method: t.method,
         };
-        let program = &o.transforms[*input as usize]
-            .as_ref()
-            .ok_or("the output does not read this input")?
-            .per_ct[*ct as usize];
+        let program = &t.per_ct[*ct as usize];
         spec.bsgs_diagonals(*ct as usize, program)
             .map_err(|e| format!("region {}: {e}", r.name))
     }
@@ -281,15 +281,12 @@ pub fn execute<B: Backend>(
                 scale,
             } => {
                 let o = &c.regions[*region as usize].outputs[*output as usize];
-                let program = &o.transforms[*input as usize]
+                let t = o.transforms[*input as usize]
                     .as_ref()
-                    .ok_or_else(|| err(i, "the output does not read this input".into()))?
-                    .per_ct[*ct as usize];
+                    .ok_or_else(|| err(i, "the output does not read this input".into()))?;
+                let program = &t.per_ct[*ct as usize];
                 let diagonals = prepared.diagonals(i).map_err(|e| err(i, e))?;
-                let fold = match o.method {
-                    Method::Diagonal => None,
-                    Method::Fold { step, count } => Some((step, count)),
-                };
+                let fold = t.fold();
                 let args = ins.iter().map(|&v| get(v)).collect::<Result<Vec<_>, _>>()?;
                 be(backend.linear_transform(&args, program, &diagonals, fold, *scale))?
             }

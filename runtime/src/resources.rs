@@ -6,7 +6,7 @@ use crate::ckks::bootstrapping::presets::Preset;
 use crate::ckks::bootstrapping::{BootstrapConfig, Bootstrapper};
 use crate::ckks::keys::{digits_up_to, galois_element_for_rotation, KeyStorage, SwitchingKey};
 use crate::ckks::Parameters;
-use ir::circuit::{Circuit, Method, Op};
+use ir::circuit::{Circuit, Op};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -112,7 +112,7 @@ pub fn resources(c: &Circuit) -> Result<Resources, String> {
                     let b = &t.per_ct[*ct as usize];
                     let ext = (node.level as usize + 1 + specials) * n * 8;
                     let per_giant = b.products().div_ceil(b.giants.len().max(1));
-                    let fold = usize::from(matches!(o.method, Method::Fold { .. }));
+                    let fold = usize::from(t.fold().is_some());
                     2 * ext * (b.baby_rotations() + 1 + fold) + ext * per_giant
                 })
             }

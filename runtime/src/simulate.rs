@@ -416,16 +416,17 @@ impl Backend for Simulator {
         }
         let batch = first.batch;
         let mut out = vec![0.0; batch * n];
-        let mut inner = vec![0.0; n];
-        for img in 0..batch {
-            let o = &mut out[img * n..(img + 1) * n];
-            for (g, diags) in program.giants.iter().zip(diagonals) {
-                inner.fill(0.0);
-                for (&(ct, b), d) in g.babies.iter().zip(diags) {
-                    let x = &inputs[ct as usize].values[img * n..(img + 1) * n];
-                    let b = b as usize % n;
-                    // inner[t] += d[t]·x[t + b], in two contiguous runs.
-                    let (head, tail) = inner.split_at_mut(n - b);
+        // Giant step by giant step, each diagonal applied to the whole batch
+        // while it is in cache.
+        let mut inner = vec![0.0; batch * n];
+        for (g, diags) in program.giants.iter().zip(diagonals) {
+            inner.fill(0.0);
+            for (&(ct, b), d) in g.babies.iter().zip(diags) {
+                let b = b as usize % n;
+                let xs = &inputs[ct as usize].values;
+                for (acc, x) in inner.chunks_mut(n).zip(xs.chunks(n)) {
+                    // acc[t] += d[t]·x[t + b], in two contiguous runs.
+                    let (head, tail) = acc.split_at_mut(n - b);
                     for ((y, &dd), &xx) in head.iter_mut().zip(&d[..n - b]).zip(&x[b..]) {
                         *y += dd * xx;
                     }
@@ -433,20 +434,28 @@ impl Backend for Simulator {
                         *y += dd * xx;
                     }
                 }
-                let s = g.shift as usize % n;
-                for t in 0..n {
-                    o[t] += inner[(t + s) % n];
+            }
+            let s = g.shift as usize % n;
+            for (o, acc) in out.chunks_mut(n).zip(inner.chunks(n)) {
+                // o[t] += acc[t + s].
+                let (head, tail) = o.split_at_mut(n - s);
+                for (y, &a) in head.iter_mut().zip(&acc[s..]) {
+                    *y += a;
+                }
+                for (y, &a) in tail.iter_mut().zip(&acc[..s]) {
+                    *y += a;
                 }
             }
-            if let Some((step, count)) = fold {
+        }
+        if let Some((step, count)) = fold {
+            let mut tmp = vec![0.0; n];
+            for o in out.chunks_mut(n) {
                 let mut k = step;
-                let mut tmp = vec![0.0; n];
                 while k < step * count {
-                    for t in 0..n {
-                        tmp[t] = o[(t + k) % n];
-                    }
-                    for t in 0..n {
-                        o[t] += tmp[t];
+                    tmp[..n - k].copy_from_slice(&o[k..]);
+                    tmp[n - k..].copy_from_slice(&o[..k]);
+                    for (y, &t) in o.iter_mut().zip(&tmp) {
+                        *y += t;
                     }
                     k *= 2;
                 }

@@ -91,7 +91,7 @@ impl CostModel {
 
 /// Estimated seconds of a circuit: the sum of its nodes' costs.
 pub fn circuit_seconds(c: &ir::circuit::Circuit, m: &CostModel) -> f64 {
-    use ir::circuit::{Method, Op};
+    use ir::circuit::Op;
     let mut t = 0.0;
     for node in &c.nodes {
         let l = node.level;
@@ -116,10 +116,7 @@ pub fn circuit_seconds(c: &ir::circuit::Circuit, m: &CostModel) -> f64 {
                 match &o.transforms[*input as usize] {
                     Some(tr) => {
                         let b = &tr.per_ct[*ct as usize];
-                        let fold = match o.method {
-                            Method::Fold { count, .. } => count.trailing_zeros() as f64,
-                            Method::Diagonal => 0.0,
-                        };
+                        let fold = tr.fold_rotations().len() as f64;
                         m.linear_transform(l, b.baby_rotations(), b.giant_rotations(), b.products())
                             + m.rotate(l) * fold
                             + m.rotate(l) * (inputs.len() as f64 - 1.0) / 3.0

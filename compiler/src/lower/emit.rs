@@ -8,8 +8,8 @@ use super::{LowerError, LowerOptions, LowerReport, Lowered};
 use ir::circuit::builder::Builder;
 use ir::circuit::linear::plan_bsgs;
 use ir::circuit::{
-    Circuit, InputSpec, Op as COp, OutputSpec, Params, Plain, Region, RegionOutput, Transform,
-    TransformSpec, ValueId,
+    Circuit, InputSpec, Method, Op as COp, OutputSpec, Params, Plain, Region, RegionOutput,
+    Transform, TransformSpec, ValueId,
 };
 use ir::poly::{Plan, Step};
 use ir::{ApproxMaxPool, ApproxRelu, Graph, NodeId, Op};
@@ -192,7 +192,7 @@ pub(super) fn lower_with(
             let mut outputs = Vec::new();
             for (k, o) in def.outputs.iter().enumerate() {
                 let layout = plan.of[o];
-                let method = plan.methods[&(r, k)];
+                let kind = plan.methods[&(r, k)];
                 let region = Region {
                     name: def.name.clone(),
                     graph: def.graph.clone(),
@@ -201,6 +201,15 @@ pub(super) fn lower_with(
                 };
                 let mut transforms = Vec::new();
                 for (i, &il) in inputs.iter().enumerate() {
+                    // The fold sums one period of the input.
+                    let period = plan.layouts[il as usize].period();
+                    let method = match kind {
+                        Method::Fold { step, .. } if step <= period => Method::Fold {
+                            step,
+                            count: period / step,
+                        },
+                        _ => Method::Diagonal,
+                    };
                     let spec = TransformSpec {
                         region: &region,
                         output: k,
@@ -217,7 +226,7 @@ pub(super) fn lower_with(
                         any |= keys.values().any(|k| !k.is_empty());
                         per_ct.push(plan_bsgs(&keys, slots));
                     }
-                    transforms.push(any.then_some(Transform { per_ct }));
+                    transforms.push(any.then_some(Transform { method, per_ct }));
                 }
                 if transforms.iter().all(Option::is_none) {
                     return Err(unsupported(
@@ -225,11 +234,7 @@ pub(super) fn lower_with(
                         "a constant output of a linear region is not supported",
                     ));
                 }
-                outputs.push(RegionOutput {
-                    layout,
-                    method,
-                    transforms,
-                });
+                outputs.push(RegionOutput { layout, transforms });
             }
             Ok(Region {
                 name: def.name.clone(),
@@ -281,7 +286,7 @@ pub(super) fn lower_with(
                     cts,
                     bound_of(graph, v),
                 );
-                let g_edge = lg.edge(prev, y, 1, Ready::Poly, times.product(cts));
+                let g_edge = lg.edge(prev, y, 1, Ready::Exact, times.product(cts));
                 let x_edge = lg.edge(x, y, 1, Ready::Any, times.zero());
                 node_of.insert(v, y);
                 relus.insert(
@@ -356,7 +361,7 @@ pub(super) fn lower_with(
                         cts,
                         Some(1.0),
                     );
-                    let g_edge = lg.edge(prev, prod, 1, Ready::Poly, times.product(cts));
+                    let g_edge = lg.edge(prev, prod, 1, Ready::Exact, times.product(cts));
                     let d_edge = lg.edge(pair, prod, 1, Ready::Any, times.zero());
                     let last = mi + 1 == ops.len();
                     let out_bound = if last {

@@ -146,8 +146,11 @@ pub fn normalize_ranges(graph: &mut Graph) -> NormalizeReport {
         let producers_ok = producers
             .iter()
             .all(|&n| is_layer(&graph.node(n).op) && !graph.outputs().contains(&n));
-        // Consumers: readers outside the domain; they must be layers reading
-        // only this domain, and no member may be a graph output.
+        // Consumers: layers reading a member; every other reader must pass
+        // the scale on (and so be a member), and no member may be a graph
+        // output. A layer that is itself a member (a producer) and reads
+        // the domain too (`relu → conv → Add(conv, relu)`, `Concat(x,
+        // conv(x))`) is both: its input absorbs 1/s and its output s.
         let member_set: std::collections::BTreeSet<NodeId> = members.iter().copied().collect();
         let mut consumers = Vec::new();
         let mut consumers_ok = true;
@@ -156,7 +159,7 @@ pub fn normalize_ranges(graph: &mut Graph) -> NormalizeReport {
                 consumers_ok = false;
             }
             for u in graph.users(m) {
-                if member_set.contains(&u) {
+                if member_set.contains(&u) && passes_scale(graph, u) {
                     continue;
                 }
                 if is_layer(&graph.node(u).op) {
@@ -302,6 +305,40 @@ mod tests {
         assert!(matches!(&n.node(relu2).op, Op::ApproxRelu(a) if (a.bound - 1.5).abs() < 1e-12));
         assert_eq!(n.op_counts(), g.op_counts());
         let input = random_input(&[2, 3, 6, 6], 7);
+        let d = max_rel_diff(&run(&g, &input), &run(&n, &input));
+        assert!(d < 1e-5, "relative difference {d}");
+    }
+
+    /// A layer that reads from and writes into one domain is scaled once
+    /// on each side (it used to get its weights scaled twice).
+    #[test]
+    fn layers_inside_their_own_domain_keep_the_function() {
+        // relu0 → conv → Add(conv, relu0) → relu1, and Concat(x, conv(x)).
+        let mut g = Graph::new("loops");
+        let x = g.add_input("x", vec![1, 3, 6, 6]).unwrap();
+        let c0 = g
+            .add("stem", conv(3, 4, 3, 1, Pads2d::same(1), 1), &[x])
+            .unwrap();
+        let r0 = g.add("relu0", arelu(5.0), &[c0]).unwrap();
+        let c1 = g
+            .add("conv1", conv(4, 4, 3, 1, Pads2d::same(1), 2), &[r0])
+            .unwrap();
+        let s = g.add("add", Op::Add, &[c1, r0]).unwrap();
+        let r1 = g.add("relu1", arelu(5.0), &[s]).unwrap();
+        let c2 = g
+            .add("conv2", conv(4, 4, 1, 1, Pads2d::default(), 3), &[r1])
+            .unwrap();
+        let cat = g.add("cat", Op::Concat { axis: 1 }, &[r1, c2]).unwrap();
+        let r2 = g.add("relu2", arelu(5.0), &[cat]).unwrap();
+        let head = g
+            .add("head", conv(8, 2, 1, 1, Pads2d::default(), 4), &[r2])
+            .unwrap();
+        g.set_outputs(vec![head]);
+        let mut n = g.clone();
+        let report = normalize_ranges(&mut n);
+        n.validate().unwrap();
+        assert_eq!(report.normalised_after, 3, "{}", n.to_text());
+        let input = random_input(&[2, 3, 6, 6], 9);
         let d = max_rel_diff(&run(&g, &input), &run(&n, &input));
         assert!(d < 1e-5, "relative difference {d}");
     }

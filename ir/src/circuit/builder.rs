@@ -46,6 +46,10 @@ pub fn canonical_scales(q: &[u64]) -> Vec<f64> {
     s
 }
 
+/// The smallest encoding scale [`Builder::retarget`] uses for its constant
+/// 1 (its rounding error is then below 2^-30 relative).
+pub const RETARGET_MIN_LOG_SCALE: f64 = 30.0;
+
 /// A scale within this many bits of the canonical one counts as ready for
 /// a polynomial (its power basis stays within a few bits of the primes).
 pub const READY_BITS: f64 = 1.0;
@@ -149,29 +153,43 @@ impl Builder {
     }
 
     /// `v` at exactly `level` and `scale`: a product by the constant 1
-    /// encoded so that the rescale lands on `scale`, after dropping to
-    /// `level + 1`. `v` must be above `level` (or already there at `scale`).
+    /// encoded so that the rescale from `v`'s own level lands on `scale`,
+    /// then a drop to `level` (a drop keeps the scale). When the constant
+    /// would be encoded below [`RETARGET_MIN_LOG_SCALE`] bits (a scale far
+    /// above the target), intermediate steps bring the scale down first.
+    /// `v` must be above `level` (or already there at `scale`).
     pub fn retarget(&mut self, v: ValueId, level: u32, scale: f64) -> Result<ValueId, String> {
-        let (l, s) = (self.level(v), self.scale(v));
-        if l == level && super::scales_match(s, scale) {
-            return Ok(v);
+        let mut v = v;
+        loop {
+            let (l, s) = (self.level(v), self.scale(v));
+            if l == level && super::scales_match(s, scale) {
+                return Ok(v);
+            }
+            if l <= level {
+                return Err(format!(
+                    "cannot bring a value at level {l} (scale 2^{:.3}) to level {level} scale 2^{:.3} without a spare level (layer {})",
+                    s.log2(),
+                    scale.log2(),
+                    self.layer_name()
+                ));
+            }
+            let q = self.q(l);
+            let sigma = scale * q / s;
+            let (sigma, last) = if sigma.log2() >= RETARGET_MIN_LOG_SCALE || l == level + 1 {
+                (sigma, true)
+            } else {
+                (2f64.powf(RETARGET_MIN_LOG_SCALE), false)
+            };
+            let m = self.push(Op::MulConst {
+                a: v,
+                c: 1.0,
+                scale: sigma,
+            })?;
+            v = self.push(Op::Rescale { a: m })?;
+            if last {
+                return self.drop_to(v, level);
+            }
         }
-        if l <= level {
-            return Err(format!(
-                "cannot bring a value at level {l} (scale 2^{:.3}) to level {level} scale 2^{:.3} without a spare level (layer {})",
-                s.log2(),
-                scale.log2(),
-                self.layer_name()
-            ));
-        }
-        let a = self.drop_to(v, level + 1)?;
-        let sigma = scale * self.q(level + 1) / s;
-        let m = self.push(Op::MulConst {
-            a,
-            c: 1.0,
-            scale: sigma,
-        })?;
-        self.push(Op::Rescale { a: m })
     }
 
     /// `v` at `level` with a scale a polynomial can start from (within

@@ -95,11 +95,36 @@ impl Bsgs {
     }
 }
 
-/// The transforms from one region input to one region output: a program per
-/// output ciphertext.
+/// The transform from one region input to one region output: its method
+/// (the fold depends on the input's period) and a program per output
+/// ciphertext.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Transform {
+    pub method: Method,
     pub per_ct: Vec<Bsgs>,
+}
+
+impl Transform {
+    /// The fold `(step, count)`, if the method has one.
+    pub fn fold(&self) -> Option<(usize, usize)> {
+        match self.method {
+            Method::Diagonal => None,
+            Method::Fold { step, count } => Some((step, count)),
+        }
+    }
+
+    /// Rotations of the fold (by `step·2^i`).
+    pub fn fold_rotations(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        if let Some((step, count)) = self.fold() {
+            let mut s = step;
+            while s < step * count {
+                out.push(s as u64);
+                s *= 2;
+            }
+        }
+        out
+    }
 }
 
 /// One output of a region.
@@ -107,7 +132,6 @@ pub struct Transform {
 pub struct RegionOutput {
     /// Index into the circuit's layouts.
     pub layout: u32,
-    pub method: Method,
     /// One per region input (`None`: the output does not depend on it).
     pub transforms: Vec<Option<Transform>>,
 }

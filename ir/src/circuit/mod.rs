@@ -445,7 +445,14 @@ pub fn infer(
             if !c.is_finite() {
                 return Err(format!("constant {c} is not finite"));
             }
-            check_plain_scale(*scale, "constant")?;
+            check_plain_scale(*scale, "constant").map_err(|e| {
+                format!(
+                    "{e} (constant {c}, operand %{} at level {} scale 2^{:.3})",
+                    a.0,
+                    x.level,
+                    x.scale.log2()
+                )
+            })?;
             let v = c * scale;
             if v.abs() >= 2f64.powi(120) {
                 return Err(format!(
@@ -641,14 +648,7 @@ pub fn op_rotations(circuit: &Circuit, node: &Node) -> Vec<u64> {
                 return vec![];
             };
             let (b, g) = t.per_ct[*ct as usize].rotations();
-            let mut all: Vec<u64> = b.into_iter().chain(g).collect();
-            if let Method::Fold { step, count } = o.method {
-                let mut s = step;
-                while s < step * count {
-                    all.push(s as u64);
-                    s *= 2;
-                }
-            }
+            let mut all: Vec<u64> = b.into_iter().chain(g).chain(t.fold_rotations()).collect();
             all.sort();
             all.dedup();
             all
@@ -757,6 +757,17 @@ impl Circuit {
                     )));
                 }
                 for t in o.transforms.iter().flatten() {
+                    if let Method::Fold { step, count } = t.method {
+                        if !step.is_power_of_two()
+                            || !count.is_power_of_two()
+                            || step.saturating_mul(count) > p.slots
+                        {
+                            return Err(global(format!(
+                                "region {ri} ({}) output {k}: fold {step}×{count} with {} slots",
+                                r.name, p.slots
+                            )));
+                        }
+                    }
                     if t.per_ct.len() != l.cts() {
                         return Err(global(format!(
                             "region {ri} ({}) output {k}: programs for {} of {} ciphertexts",
@@ -776,17 +787,6 @@ impl Circuit {
                                 )));
                             }
                         }
-                    }
-                }
-                if let Method::Fold { step, count } = o.method {
-                    if !step.is_power_of_two()
-                        || !count.is_power_of_two()
-                        || step.saturating_mul(count) > p.slots
-                    {
-                        return Err(global(format!(
-                            "region {ri} ({}) output {k}: fold {step}×{count} with {} slots",
-                            r.name, p.slots
-                        )));
                     }
                 }
             }
@@ -934,9 +934,7 @@ impl Circuit {
                         let b = &t.per_ct[*ct as usize];
                         s.rotations += b.baby_rotations() + b.giant_rotations();
                         s.plain_products += b.products();
-                        if let Method::Fold { count, .. } = o.method {
-                            s.rotations += count.trailing_zeros() as usize;
-                        }
+                        s.rotations += t.fold_rotations().len();
                     }
                     s.linear_transforms += 1;
                 }
@@ -1028,9 +1026,7 @@ impl Circuit {
                         let b = &t.per_ct[*ct as usize];
                         s.rotations += b.baby_rotations() + b.giant_rotations();
                         s.plain_products += b.products();
-                        if let Method::Fold { count, .. } = o.method {
-                            s.rotations += count.trailing_zeros() as usize;
-                        }
+                        s.rotations += t.fold_rotations().len();
                     }
                 }
                 _ => {}

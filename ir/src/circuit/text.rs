@@ -50,9 +50,9 @@ fn op_text(c: &Circuit, op: &Op) -> String {
             let (babies, giants, products) = prog
                 .map(|b| (b.baby_rotations(), b.giant_rotations(), b.products()))
                 .unwrap_or_default();
-            let fold = match o.method {
-                Method::Diagonal => String::new(),
-                Method::Fold { step, count } => format!(" fold {step}x{count}"),
+            let fold = match prog_method(o, *input) {
+                Some(Method::Fold { step, count }) => format!(" fold {step}x{count}"),
+                _ => String::new(),
             };
             let args: Vec<String> = inputs.iter().map(v).collect();
             format!(
@@ -63,6 +63,13 @@ fn op_text(c: &Circuit, op: &Op) -> String {
         }
         Op::Reinterpret { a, layout, ct } => format!("reinterpret {} @{layout}.{ct}", v(a)),
     }
+}
+
+fn prog_method(o: &super::RegionOutput, input: u32) -> Option<Method> {
+    o.transforms
+        .get(input as usize)
+        .and_then(|t| t.as_ref())
+        .map(|t| t.method)
 }
 
 fn plain_text(c: &Circuit, i: u32) -> String {
@@ -111,11 +118,16 @@ pub(super) fn to_text(c: &Circuit) -> String {
             .outputs
             .iter()
             .map(|o| {
-                let m = match o.method {
-                    Method::Diagonal => "diagonal".to_string(),
-                    Method::Fold { step, count } => format!("fold {step}x{count}"),
-                };
-                format!("@{} {m}", o.layout)
+                let m: Vec<String> = o
+                    .transforms
+                    .iter()
+                    .map(|t| match t.as_ref().map(|t| t.method) {
+                        None => "-".to_string(),
+                        Some(Method::Diagonal) => "diagonal".to_string(),
+                        Some(Method::Fold { step, count }) => format!("fold {step}x{count}"),
+                    })
+                    .collect();
+                format!("@{} {}", o.layout, m.join("|"))
             })
             .collect();
         let ins: Vec<String> = r.inputs.iter().map(|l| format!("@{l}")).collect();
