@@ -117,8 +117,14 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Graph, FileError> {
             u32_at(20)
         )));
     }
-    let g: Graph = postcard::from_bytes(payload)
-        .map_err(|e| FileError::Corrupt(format!("cannot decode the graph: {e}")))?;
+    // petgraph asserts (in debug builds) on some inconsistent node tables
+    // instead of returning an error (found by fuzzing): that is a corrupt
+    // file too.
+    let decoded =
+        std::panic::catch_unwind(|| postcard::from_bytes::<Graph>(payload)).map_err(|_| {
+            FileError::Corrupt("cannot decode the graph: inconsistent node table".into())
+        })?;
+    let g = decoded.map_err(|e| FileError::Corrupt(format!("cannot decode the graph: {e}")))?;
     g.validate()
         .map_err(|e| FileError::Corrupt(format!("invalid graph: {e}")))?;
     Ok(g)
