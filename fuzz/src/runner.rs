@@ -88,6 +88,14 @@ static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 static STARTED_MS: AtomicU64 = AtomicU64::new(0);
 static TIME_LIMIT_MS: AtomicU64 = AtomicU64::new(20_000);
 static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
+/// One run at a time: the allocator's and the watchdog's state is global.
+static RUN: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// Set while a target runs on this thread or on threads it waits for
+    /// (rayon workers' panics are re-raised on this thread).
+    static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 fn epoch() -> Instant {
     static E: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -127,7 +135,13 @@ pub(crate) fn abort_with_finding(what: &str) -> ! {
 fn install_hooks() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
+        // Panics inside a target are recorded, not printed; any other panic
+        // (a failing test, a bug of the harness) goes to the previous hook.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_TARGET.with(|t| t.get()) {
+                return previous(info);
+            }
             let msg = match info.payload().downcast_ref::<&str>() {
                 Some(s) => s.to_string(),
                 None => info
@@ -178,6 +192,7 @@ fn shape_of(msg: &str) -> String {
 
 /// Runs the seeds, then `options.inputs` mutated inputs, of `target`.
 pub fn run(target: &Target, options: &Options) -> Report {
+    let _one_at_a_time = RUN.lock().unwrap_or_else(|e| e.into_inner());
     install_hooks();
     alloc::set_limit(options.memory_limit);
     TIME_LIMIT_MS.store(options.time_limit.as_millis() as u64, Relaxed);
@@ -223,7 +238,9 @@ pub fn run(target: &Target, options: &Options) -> Report {
         let t0 = Instant::now();
         let base = alloc::start_input();
         STARTED_MS.store(now_ms(), Relaxed);
+        IN_TARGET.with(|t| t.set(true));
         let outcome = catch_unwind(AssertUnwindSafe(|| (target.parse)(&input)));
+        IN_TARGET.with(|t| t.set(false));
         STARTED_MS.store(0, Relaxed);
         let peak = alloc::peak_growth(base);
         let took = t0.elapsed();

@@ -114,6 +114,7 @@ pub(super) fn convert(
             OPSETS.end()
         )));
     }
+    check_names(graph)?;
     for node in &graph.node {
         precheck(node)?;
     }
@@ -175,6 +176,49 @@ pub(super) fn convert(
     g.remove_dead();
     g.validate()?;
     Ok(g)
+}
+
+/// Refuses names and string attributes with control characters up front
+/// (found by fuzzing: a newline in a node name split the error that named
+/// the node over two lines), so every message that quotes one is one line.
+fn check_names(graph: &pb::GraphProto) -> Result<(), FrontendError> {
+    let check = |what: &str, s: &str| {
+        if s.chars().any(char::is_control) {
+            Err(FrontendError::Model(format!(
+                "{what} {:?} contains control characters",
+                s
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    check("graph name", &graph.name)?;
+    for v in graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+    {
+        check("tensor name", &v.name)?;
+    }
+    for t in &graph.initializer {
+        check("initializer name", &t.name)?;
+    }
+    for n in &graph.node {
+        check("node name", &n.name)?;
+        check("op type", &n.op_type)?;
+        check("op domain", &n.domain)?;
+        for t in n.input.iter().chain(&n.output) {
+            check("tensor name", t)?;
+        }
+        for a in &n.attribute {
+            check("attribute name", &a.name)?;
+            for s in std::iter::once(&a.s).chain(&a.strings) {
+                check("string attribute", &String::from_utf8_lossy(s))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The graph inputs that are not initializers, with the shape each is pinned

@@ -203,17 +203,21 @@ impl CdtSampler {
             tail[k] = tail[k + 1] + pmf[k];
         }
         let two64 = 2f64.powi(64);
-        let table = (0..bound as usize)
-            .map(|i| {
-                // P(|X| ≤ i) = 1 − P(|X| > i), in units of 2^-64, rounded.
-                let above = (tail[i + 1] * two64).round();
+        // An entry of 2^64 (the mass above it rounds to 0) could never be
+        // reached: the table, and the bound, stop before it.
+        let table: Vec<u64> = (0..bound as usize)
+            .map(|i| (tail[i + 1] * two64).round())
+            .take_while(|&above| above >= 1.0)
+            .map(|above| {
+                // P(|X| ≤ i) = 1 − P(|X| > i) = 2^64 − above, in units of 2^-64.
                 if above >= two64 {
                     0
                 } else {
-                    u64::MAX - above as u64 + 1
+                    u64::MAX - (above as u64 - 1)
                 }
             })
             .collect();
+        let bound = table.len() as i64;
         CdtSampler {
             table,
             sigma,
@@ -310,21 +314,27 @@ impl WideGaussian {
         let eps = 2f64.powi(-64);
         let eta = ((2.0 * (1.0 + 1.0 / eps)).ln() / std::f64::consts::PI).sqrt()
             / (2.0 * std::f64::consts::PI).sqrt();
+        // ‖(z, max(1, z − 1))‖, and the z at which it first reaches r.
         let norm = |z: i64| {
-            let z2 = (z - 1).max(1);
-            ((z * z + z2 * z2) as f64).sqrt()
+            let z2 = (z - 1).max(1) as f64;
+            ((z as f64).powi(2) + z2 * z2).sqrt()
         };
+        let reaching = |r: f64| ((((2.0 * r * r - 1.0).max(0.0)).sqrt() + 1.0) / 2.0).ceil();
         let (mut sigma, mut bound) = (base.sigma(), base.bound());
         let mut stages = Vec::new();
         while sigma < target {
             let limit = sigma / eta;
-            let mut z_max = 1i64;
-            while norm(z_max + 1) <= limit {
-                z_max += 1;
+            let mut z_max = (reaching(limit) as i64).clamp(1, 1 << 40);
+            while z_max > 1 && norm(z_max) > limit {
+                z_max -= 1;
             }
-            let z = (1..=z_max)
-                .find(|&z| sigma * norm(z) >= target)
-                .unwrap_or(z_max);
+            let mut z = (reaching(target / sigma) as i64).clamp(1, z_max);
+            while z > 1 && sigma * norm(z - 1) >= target {
+                z -= 1;
+            }
+            while z < z_max && sigma * norm(z) < target {
+                z += 1;
+            }
             let z2 = (z - 1).max(1);
             sigma *= norm(z);
             bound = bound

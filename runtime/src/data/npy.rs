@@ -220,7 +220,7 @@ impl Header {
                 "descr" | "fortran_order" | "shape" => {
                     return Err(format!("header repeats key '{key}'"))
                 }
-                _ => return Err(format!("header has unknown key {key:?}")),
+                _ => return Err(format!("header has unknown key '{}'", key.escape_debug())),
             }
             if !p.eat(b',') {
                 p.expect(b'}')?;
@@ -352,7 +352,9 @@ struct Dtype {
 }
 
 impl Dtype {
-    fn parse(descr: &str) -> Result<Dtype, String> {
+    fn parse(raw: &str) -> Result<Dtype, String> {
+        // Quoted in messages with control characters escaped (one line).
+        let descr = &raw.escape_debug().to_string();
         let (order, code) = descr.split_at(descr.len().min(1));
         let kind = match code {
             "f4" => Kind::F32,
