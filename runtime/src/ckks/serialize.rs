@@ -838,3 +838,324 @@ pub fn load_secret_key<R: Read>(params: &Parameters, r: &mut R) -> Result<Secret
     }
     Ok(SecretKey::from_coeffs(params, std::mem::take(&mut *coeffs)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ckks::tests::test_params;
+    use crate::ckks::{Encoder, Encryptor, KeyGenerator, ParametersLiteral, SecretDistribution};
+
+    /// A reader that fails the test if more than `limit` bytes are read.
+    struct Guard<'a> {
+        bytes: &'a [u8],
+        read: usize,
+        limit: usize,
+    }
+
+    impl Read for Guard<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.bytes.len() - self.read);
+            assert!(self.read + n <= self.limit, "read past byte {}", self.limit);
+            buf[..n].copy_from_slice(&self.bytes[self.read..self.read + n]);
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    fn file(kind: FileKind, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_container(&mut v, kind, payload).unwrap();
+        v
+    }
+
+    fn message<T: std::fmt::Debug>(r: Result<T, CkksError>) -> String {
+        match r {
+            Err(CkksError::Format(m)) => {
+                assert!(!m.contains('\n'), "{m:?}");
+                m
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    struct Setup {
+        params: Parameters,
+        sk: SecretKey,
+        ct: Ciphertext,
+    }
+
+    fn setup() -> Setup {
+        let params = test_params(10, 2, 3);
+        let sk = KeyGenerator::new(&params).unwrap().gen_secret_key();
+        let enc = Encoder::new(&params);
+        let values = vec![crate::ckks::Complex64::new(0.25, 0.0); 8];
+        let pt = enc.encode(&values, 2, params.default_scale()).unwrap();
+        let ct = Encryptor::with_secret_key(&params, &sk)
+            .unwrap()
+            .encrypt(&pt);
+        Setup { params, sk, ct }
+    }
+
+    fn ciphertext_file(s: &Setup, edit: impl FnOnce(&mut CiphertextFile)) -> Vec<u8> {
+        let mut f = CiphertextFile {
+            params: params_id(&s.params),
+            level: s.ct.level() as u32,
+            scale: s.ct.scale,
+            slots: s.ct.slots as u64,
+            c0: poly_words(&s.ct.c0),
+            c1: C1::Full(poly_words(&s.ct.c1)),
+        };
+        edit(&mut f);
+        file(FileKind::Ciphertext, &encode(&f))
+    }
+
+    fn load_ct(s: &Setup, bytes: &[u8]) -> String {
+        message(load_ciphertext(&s.params, &mut &bytes[..]))
+    }
+
+    #[test]
+    fn hostile_ciphertexts_are_refused_naming_the_field() {
+        let s = setup();
+        let ok = ciphertext_file(&s, |_| {});
+        assert_eq!(
+            load_ciphertext(&s.params, &mut &ok[..]).unwrap().c0,
+            s.ct.c0
+        );
+        let q0 = s.params.q()[0];
+
+        // A residue equal to its modulus, in c0 and in c1.
+        let m = load_ct(
+            &s,
+            &ciphertext_file(&s, |f| {
+                let mut b = f.c0.0.to_vec();
+                b[8 * 5..8 * 6].copy_from_slice(&q0.to_le_bytes());
+                f.c0 = Words(Cow::Owned(b));
+            }),
+        );
+        assert!(
+            m.starts_with("ciphertext file: field `c0`: residue 5 of limb 0"),
+            "{m}"
+        );
+        let m = load_ct(
+            &s,
+            &ciphertext_file(&s, |f| {
+                let mut b = poly_words(&s.ct.c1).0.to_vec();
+                let last = b.len() - 8;
+                b[last..].copy_from_slice(&u64::MAX.to_le_bytes());
+                f.c1 = C1::Full(Words(Cow::Owned(b)));
+            }),
+        );
+        assert!(
+            m.contains("field `c1`") && m.contains("not below its modulus"),
+            "{m}"
+        );
+
+        // Level above the chain; slot counts; scales; sizes; parameters.
+        let m = load_ct(&s, &ciphertext_file(&s, |f| f.level = 3));
+        assert!(
+            m.contains("field `level` = 3 is above the parameters' top level 2"),
+            "{m}"
+        );
+        for slots in [0, 3, 1024, 1 << 40] {
+            let m = load_ct(&s, &ciphertext_file(&s, |f| f.slots = slots));
+            assert!(
+                m.contains(&format!(
+                    "field `slots` = {slots} is not a power of two in 1..=512"
+                )),
+                "{m}"
+            );
+        }
+        for scale in [f64::NAN, f64::INFINITY, 0.5, -1.0, 2f64.powi(200)] {
+            let m = load_ct(&s, &ciphertext_file(&s, |f| f.scale = scale));
+            assert!(m.contains("field `scale`"), "{scale}: {m}");
+        }
+        let m = load_ct(&s, &ciphertext_file(&s, |f| f.level = 1));
+        assert!(
+            m.contains("field `c0` holds 24576 bytes, expected 16384"),
+            "{m}"
+        );
+        let m = load_ct(&s, &ciphertext_file(&s, |f| f.params[0] ^= 1));
+        assert!(
+            m.contains("field `params`: the file was made with different CKKS parameters"),
+            "{m}"
+        );
+
+        // Trailing bytes after the last field.
+        let mut payload = encode(&CiphertextFile {
+            params: params_id(&s.params),
+            level: 2,
+            scale: s.ct.scale,
+            slots: 8,
+            c0: poly_words(&s.ct.c0),
+            c1: C1::Seeded([7; 32]),
+        });
+        payload.push(0);
+        let m = load_ct(&s, &file(FileKind::Ciphertext, &payload));
+        assert!(m.contains("1 bytes after the payload's last field"), "{m}");
+    }
+
+    #[test]
+    fn lying_length_fields_are_refused_before_reading() {
+        let s = setup();
+        let mut bytes = ciphertext_file(&s, |_| {});
+        for len in [1u64 << 60, u64::MAX, 2 * 8 * 3 * 1024 + 257] {
+            bytes[12..20].copy_from_slice(&len.to_le_bytes());
+            let mut guard = Guard {
+                bytes: &bytes,
+                read: 0,
+                limit: HEADER_LEN,
+            };
+            let m = message(load_ciphertext(&s.params, &mut guard));
+            assert!(m.contains("field `payload length`"), "{m}");
+            assert_eq!(guard.read, HEADER_LEN);
+        }
+        // The same for keys: a public key's bound comes from the parameters.
+        let pk = KeyGenerator::new(&s.params).unwrap().gen_public_key(&s.sk);
+        let mut b = Vec::new();
+        save_public_key(&s.params, &pk, &mut b).unwrap();
+        b[12..20].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        let m = message(load_public_key(&s.params, &mut &b[..]));
+        assert!(
+            m.starts_with("public-key file: field `payload length`"),
+            "{m}"
+        );
+        // Unbounded kinds read what is there, never what the header claims.
+        let mut b = Vec::new();
+        save_evaluation_keys(&s.params, &EvaluationKeys::default(), &mut b).unwrap();
+        b[12..20].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        let m = message(load_evaluation_keys(&s.params, &mut &b[..]));
+        assert!(m.contains("truncated: payload has"), "{m}");
+        // Another version, another kind, a reserved byte.
+        let mut b = ciphertext_file(&s, |_| {});
+        b[8] = 2;
+        assert!(load_ct(&s, &b).contains("format version 2, this build reads 3 only"));
+        let mut b = ciphertext_file(&s, |_| {});
+        b[11] = 1;
+        assert!(load_ct(&s, &b).contains("reserved header byte is 1"));
+    }
+
+    #[test]
+    fn hostile_keys_are_refused_naming_the_field() {
+        let s = setup();
+        let id = params_id(&s.params);
+        let sk_file = |coeffs: Vec<i8>| {
+            file(
+                FileKind::SecretKey,
+                &encode(&SecretKeyFileOut {
+                    params: id,
+                    coeffs: &coeffs,
+                }),
+            )
+        };
+        let n = s.params.n();
+        for (coeffs, want) in [
+            (
+                vec![0i8; n - 1],
+                "field `coeffs` has 1023 values, expected N = 1024",
+            ),
+            (
+                [vec![-128i8], vec![0; n - 1]].concat(),
+                "coefficient 0 is -128, not in {-1, 0, 1}",
+            ),
+            (
+                [vec![0i8; 9], vec![2], vec![0; n - 10]].concat(),
+                "coefficient 9 is 2",
+            ),
+        ] {
+            let m = message(load_secret_key(&s.params, &mut &sk_file(coeffs)[..]));
+            assert!(
+                m.starts_with("secret-key file: ") && m.contains(want),
+                "{m}"
+            );
+        }
+        // A sparse-secret set needs exactly h nonzero coefficients.
+        let sparse = Parameters::new(ParametersLiteral {
+            secret: SecretDistribution::FixedHammingWeight(64),
+            ..s.params.literal().clone()
+        })
+        .unwrap();
+        let f = file(
+            FileKind::SecretKey,
+            &encode(&SecretKeyFileOut {
+                params: params_id(&sparse),
+                coeffs: &[vec![1i8; 65], vec![0; n - 65]].concat(),
+            }),
+        );
+        let m = message(load_secret_key(&sparse, &mut &f[..]));
+        assert!(
+            m.contains("65 nonzero values; the parameters' sparse secret has 64"),
+            "{m}"
+        );
+
+        // Evaluation keys: Galois elements, order, digits, levels.
+        let mut kg = KeyGenerator::new(&s.params).unwrap();
+        let keys = kg.gen_evaluation_keys(&s.sk, &[1, 2], false);
+        let evk = |edit: &dyn Fn(&mut EvaluationKeysFile)| {
+            let mut f = evaluation_keys_file(&s.params, &keys);
+            edit(&mut f);
+            file(FileKind::EvaluationKeys, &encode(&f))
+        };
+        let load = |b: Vec<u8>| message(load_evaluation_keys(&s.params, &mut &b[..]));
+        let m = load(evk(&|f| f.galois[0].0 = 4));
+        assert!(
+            m.contains("field `galois[0]`: 4 is not a Galois element"),
+            "{m}"
+        );
+        let m = load(evk(&|f| f.galois[0].0 = 1));
+        assert!(m.contains("1 is not a Galois element"), "{m}");
+        let m = load(evk(&|f| f.galois[1].0 = f.galois[0].0));
+        assert!(
+            m.contains("field `galois[1]`") && m.contains("repeated or out of order"),
+            "{m}"
+        );
+        let m = load(evk(&|f| {
+            let r = f.relin.as_mut().unwrap();
+            r.seeds.pop();
+        }));
+        assert!(
+            m.contains("field `relin`: 2 seeds and 3 polynomials"),
+            "{m}"
+        );
+        let m = load(evk(&|f| f.relin.as_mut().unwrap().level = 9));
+        assert!(
+            m.contains("field `relin.level` = 9 is above the parameters' top level 2"),
+            "{m}"
+        );
+        let m = load(evk(&|f| {
+            let r = f.relin.as_mut().unwrap();
+            let mut b = r.b[1].0.to_vec();
+            b.truncate(b.len() - 8);
+            r.b[1] = Words(Cow::Owned(b));
+        }));
+        assert!(m.contains("field `relin.b[1]` holds"), "{m}");
+        let m = load(evk(&|f| {
+            let g = &mut f.galois[1].1;
+            let mut b = g.b[0].0.to_vec();
+            b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            g.b[0] = Words(Cow::Owned(b));
+        }));
+        assert!(
+            m.contains("field `galois[1].b[0]`: residue 0 of limb 0"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn parameter_files_with_too_many_primes_are_refused() {
+        let params = test_params(10, 2, 1);
+        let mut literal = params.literal().clone();
+        literal.log_q = vec![40; super::super::params::MAX_Q_PRIMES + 1];
+        let payload = postcard::to_stdvec(&ParamsFile {
+            literal,
+            q: vec![],
+            p: vec![],
+        })
+        .unwrap();
+        let f = file(FileKind::Parameters, &payload);
+        let m = message(load_parameters(&mut &f[..], true));
+        assert!(
+            m.starts_with("CKKS parameters file: field `literal`: 65 Q primes"),
+            "{m}"
+        );
+    }
+}
