@@ -48,7 +48,7 @@ pub struct Target {
     pub seeds: fn() -> Vec<Vec<u8>>,
     /// Repairs checksums and length fields of a mutated file, so that
     /// mutations get past integrity checks (applied to 3 inputs in 4).
-    pub reseal: Option<fn(&mut Vec<u8>)>,
+    pub reseal: Option<fn(&mut [u8])>,
     /// The real entry point; `Err` is a clean refusal and must be one line.
     pub parse: fn(&[u8]) -> Result<(), String>,
     /// Format tokens spliced in by the dictionary mutation.

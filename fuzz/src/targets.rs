@@ -264,7 +264,7 @@ fn bootstrapping_keys_file(params: &Parameters, kg: &mut KeyGenerator, sk: &Secr
 
 /// Repairs the payload length (on half the inputs, so lying lengths stay
 /// reachable behind a valid checksum) and the SHA-256 trailer of a CKKS file.
-fn reseal_ckks(d: &mut Vec<u8>) {
+fn reseal_ckks(d: &mut [u8]) {
     if d.len() >= 52 {
         if d[d.len() - 1] & 1 == 0 {
             let len = (d.len() - 52) as u64;

@@ -355,7 +355,10 @@ impl Dtype {
     fn parse(raw: &str) -> Result<Dtype, String> {
         // Quoted in messages with control characters escaped (one line).
         let descr = &raw.escape_debug().to_string();
-        let (order, code) = descr.split_at(descr.len().min(1));
+        // The byte-order character, then the code (split at a character
+        // boundary: the header may be UTF-8).
+        let first = descr.chars().next().map_or(0, char::len_utf8);
+        let (order, code) = descr.split_at(first);
         let kind = match code {
             "f4" => Kind::F32,
             "f8" => Kind::F64,

@@ -7,6 +7,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The most values a model input may have (`[1, C, H, W]`, 16 GiB as f32).
+const MAX_INPUT_VALUES: usize = 1 << 32;
+
 /// A trained model's description and input pipeline, e.g.
 ///
 /// ```json
@@ -81,7 +84,19 @@ impl Preprocess {
                 self.input_shape
             ));
         }
-        if h <= 2 * self.pad || w <= 2 * self.pad {
+        // Sizes come from a file: their product must be a sane input size.
+        let values = [b, c, h, w]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&v| v <= MAX_INPUT_VALUES);
+        if values.is_none() {
+            return Err(format!(
+                "input_shape {:?} has more than 2^32 values",
+                self.input_shape
+            ));
+        }
+        let two_pad = self.pad.saturating_mul(2);
+        if h <= two_pad || w <= two_pad {
             return Err(format!(
                 "pad {} leaves no image inside input_shape {:?}",
                 self.pad, self.input_shape
