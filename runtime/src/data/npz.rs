@@ -35,11 +35,13 @@ fn read_from<R: Read + std::io::Seek>(r: R) -> Result<Vec<(String, Tensor)>, Str
             continue;
         }
         let name = member.name().to_string();
+        // Quoted with control characters escaped: messages are one line.
+        let shown = name.escape_debug().to_string();
         let key = name
             .strip_suffix(".npy")
-            .ok_or_else(|| format!("member `{name}` is not a .npy file"))?;
+            .ok_or_else(|| format!("member `{shown}` is not a .npy file"))?;
         let mut bytes = Vec::with_capacity(member.size().min(MAX_RESERVE) as usize);
-        let read_err = |e: std::io::Error| format!("member `{name}`: {e}");
+        let read_err = |e: std::io::Error| format!("member `{shown}`: {e}");
         // Up to the header, then at most one byte past the size it
         // announces: a deflate bomb cannot make this read more than that.
         (&mut member)
@@ -60,7 +62,7 @@ fn read_from<R: Read + std::io::Seek>(r: R) -> Result<Vec<(String, Tensor)>, Str
                 .read_to_end(&mut bytes)
                 .map_err(read_err)?;
         }
-        let t = npy::decode(&bytes).map_err(|msg| format!("member `{name}`: {msg}"))?;
+        let t = npy::decode(&bytes).map_err(|msg| format!("member `{shown}`: {msg}"))?;
         out.push((key.to_string(), t));
     }
     Ok(out)
