@@ -7,6 +7,19 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// The most values a model input may have (`[1, C, H, W]`, 16 GiB as f32).
 const MAX_INPUT_VALUES: usize = 1 << 32;
 
@@ -55,11 +68,14 @@ impl Preprocess {
         let mut de = serde_json::Deserializer::from_str(text);
         let p: Preprocess = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            if path == "." {
+            let msg = if path == "." {
                 format!("invalid model description: {}", e.inner())
             } else {
                 format!("invalid model description: field `{path}`: {}", e.inner())
-            }
+            };
+            // Field names come from the file: control characters escaped
+            // (found by fuzzing: a newline in a key split the message).
+            one_line(&msg)
         })?;
         de.end()
             .map_err(|e| format!("invalid model description: {e}"))?;
