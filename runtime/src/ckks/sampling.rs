@@ -553,6 +553,10 @@ mod tests {
             "σ of the law {}",
             m2.sqrt()
         );
+        eprintln!(
+            "2^20 samples: χ² = {chi2:.1} (df {df}, p = 1e-4 critical value {crit:.1}); \
+             mean {mean:.5}; variance {var:.4} (exact {m2:.4})"
+        );
 
         // Signs are symmetric: P(X = k) = P(X = −k).
         for k in 1..=4 {
