@@ -411,6 +411,25 @@ fn log2_q_at(params: &Parameters, level: usize) -> f64 {
 /// finite value in `[1, q_0·…·q_level)`, polynomials of the wrong size, and
 /// any residue not below its modulus.
 pub fn load_ciphertext<R: Read>(params: &Parameters, r: &mut R) -> Result<Ciphertext, CkksError> {
+    load_ciphertext_expecting(params, r, &Expected::default())
+}
+
+/// What a consumer (a circuit's input, `eval`) requires of a ciphertext.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Expected {
+    /// The level the circuit takes its input at.
+    pub level: Option<usize>,
+    /// The slot count the circuit packs its input in.
+    pub slots: Option<usize>,
+}
+
+/// [`load_ciphertext`], also refusing (before any polynomial is built) a
+/// ciphertext whose level or slot count differs from what `expected` asks.
+pub fn load_ciphertext_expecting<R: Read>(
+    params: &Parameters,
+    r: &mut R,
+    expected: &Expected,
+) -> Result<Ciphertext, CkksError> {
     let kind = FileKind::Ciphertext;
     let max = 2 * 8 * poly_len(params, params.max_level(), false) as u64 + FIXED_FIELDS;
     let payload = read_container(r, kind, max)?;
@@ -433,6 +452,21 @@ pub fn load_ciphertext<R: Read>(params: &Parameters, r: &mut R) -> Result<Cipher
                 "field `slots` = {} is not a power of two in 1..={}",
                 f.slots,
                 params.max_slots()
+            ),
+        ));
+    }
+    if let Some(want) = expected.level.filter(|&l| l != level) {
+        return Err(bad(
+            kind,
+            format!("field `level` = {level}, but the circuit takes its input at level {want}"),
+        ));
+    }
+    if let Some(want) = expected.slots.filter(|&n| n as u64 != f.slots) {
+        return Err(bad(
+            kind,
+            format!(
+                "field `slots` = {}, but the circuit packs its input in {want} slots",
+                f.slots
             ),
         ));
     }
@@ -992,6 +1026,34 @@ mod tests {
         payload.push(0);
         let m = load_ct(&s, &file(FileKind::Ciphertext, &payload));
         assert!(m.contains("1 bytes after the payload's last field"), "{m}");
+    }
+
+    #[test]
+    fn ciphertexts_for_another_circuit_input_are_refused() {
+        let s = setup();
+        let ok = ciphertext_file(&s, |_| {});
+        let load = |e: Expected| load_ciphertext_expecting(&s.params, &mut &ok[..], &e);
+        assert!(load(Expected {
+            level: Some(2),
+            slots: Some(8)
+        })
+        .is_ok());
+        let m = message(load(Expected {
+            level: Some(1),
+            slots: None,
+        }));
+        assert!(
+            m.contains("field `level` = 2, but the circuit takes its input at level 1"),
+            "{m}"
+        );
+        let m = message(load(Expected {
+            level: None,
+            slots: Some(16),
+        }));
+        assert!(
+            m.contains("field `slots` = 8, but the circuit packs its input in 16 slots"),
+            "{m}"
+        );
     }
 
     #[test]
