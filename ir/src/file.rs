@@ -117,11 +117,37 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Graph, FileError> {
             u32_at(20)
         )));
     }
-    let g: Graph = postcard::from_bytes(payload)
-        .map_err(|e| FileError::Corrupt(format!("cannot decode the graph: {e}")))?;
+    // petgraph asserts (in debug builds) on some inconsistent node tables
+    // instead of returning an error (found by fuzzing): that is a corrupt
+    // file too.
+    let decoded =
+        std::panic::catch_unwind(|| postcard::from_bytes::<Graph>(payload)).map_err(|_| {
+            FileError::Corrupt("cannot decode the graph: inconsistent node table".into())
+        })?;
+    let g = decoded.map_err(|e| {
+        FileError::Corrupt(format!(
+            "cannot decode the graph: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
     g.validate()
-        .map_err(|e| FileError::Corrupt(format!("invalid graph: {e}")))?;
+        .map_err(|e| FileError::Corrupt(format!("invalid graph: {}", one_line(&e.to_string()))))?;
     Ok(g)
+}
+
+/// Control characters escaped: names read from a file can hold newlines
+/// (found by fuzzing), and an error is one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Writes `g` to `path` atomically: a temporary file next to it, synced, then

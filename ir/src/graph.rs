@@ -250,6 +250,17 @@ impl Graph {
     /// Checks the whole graph: acyclic, unique names, operand positions dense,
     /// every stored shape equal to the inferred one, outputs present.
     pub fn validate(&self) -> Result<(), IrError> {
+        // A graph read from a file can hold edges to vacant node slots
+        // (found by fuzzing): everything below assumes live endpoints.
+        for e in self.graph.edge_indices() {
+            let live = self
+                .graph
+                .edge_endpoints(e)
+                .is_some_and(|(a, b)| self.graph.contains_node(a) && self.graph.contains_node(b));
+            if !live {
+                return Err(IrError::Invalid(format!("edge {e:?} joins a missing node")));
+            }
+        }
         let order = self.topo_order();
         if order.len() != self.graph.node_count() {
             return Err(IrError::Invalid("graph has a cycle".into()));

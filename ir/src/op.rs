@@ -345,17 +345,24 @@ impl Op {
                             ShapeFmt(s)
                         ));
                     }
-                    out[*axis] += s[*axis];
+                    out[*axis] = out[*axis]
+                        .checked_add(s[*axis])
+                        .ok_or("concatenated extent overflows")?;
                 }
                 Ok(out)
             }
             Op::Pad { pads, .. } => {
                 let [n, c, h, w] = nchw(inputs[0])?;
+                let grow = |x: usize, a: usize, b: usize| {
+                    x.checked_add(a)
+                        .and_then(|x| x.checked_add(b))
+                        .ok_or_else(|| "padded extent overflows".to_string())
+                };
                 Ok(vec![
                     n,
                     c,
-                    h + pads.top + pads.bottom,
-                    w + pads.left + pads.right,
+                    grow(h, pads.top, pads.bottom)?,
+                    grow(w, pads.left, pads.right)?,
                 ])
             }
         }
@@ -486,8 +493,16 @@ pub fn window_out(
         if k == 0 || s == 0 || d == 0 {
             return Err("kernel, stride and dilation must be positive".to_string());
         }
-        let span = d * (k - 1) + 1;
-        let padded = i + p0 + p1;
+        // Sizes come from files: overflow is an error, not a panic.
+        let overflow = || "window sizes overflow".to_string();
+        let span = d
+            .checked_mul(k - 1)
+            .and_then(|x| x.checked_add(1))
+            .ok_or_else(overflow)?;
+        let padded = i
+            .checked_add(p0)
+            .and_then(|x| x.checked_add(p1))
+            .ok_or_else(overflow)?;
         if padded < span {
             return Err(format!("window {span} larger than padded input {padded}"));
         }

@@ -7,9 +7,13 @@ use std::fmt;
 /// A tensor shape; for activations the leading axis is the batch (1 in the IR).
 pub type Shape = Vec<usize>;
 
-/// Number of elements of a shape.
+/// Number of elements of a shape; `usize::MAX` when the product overflows
+/// (shapes come from files: such a shape then matches no data).
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX)
 }
 
 /// A dense, row-major f32 tensor.

@@ -138,43 +138,59 @@ pub(super) fn convert(
             OPSETS.end()
         )));
     }
+    check_names(graph)?;
     for node in &graph.node {
         precheck(node)?;
     }
     check_external_data(graph, dir)?;
     let inputs = pinned_inputs(graph, input_shape)?;
 
-    // tract: parse the same protobuf, pin the inputs, analyse.
-    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    let dir = dir.and_then(|d| d.to_str());
-    let parsed = onnx
-        .parse(&proto, dir)
-        .map_err(|e| FrontendError::Tract(one_line(&e)))?;
-    if !parsed.unresolved_inputs.is_empty() {
-        return Err(FrontendError::Model(format!(
-            "tensor(s) {} are used but never defined",
-            parsed.unresolved_inputs.join(", ")
-        )));
-    }
-    let mut model = parsed.model;
-    for (ix, (_, shape)) in inputs.iter().enumerate() {
-        model
-            .set_input_fact(
-                ix,
-                InferenceFact::dt_shape(f32::datum_type(), shape.clone()),
-            )
+    // tract: parse the same protobuf, pin the inputs, analyse. tract panics
+    // on some malformed models instead of returning an error (found by
+    // fuzzing: an output naming no tensor, pads shorter than the kernel's
+    // rank, a kernel larger than its padded input); that is a refusal too.
+    let tract = || -> Result<_, FrontendError> {
+        let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+        let dir = dir.and_then(|d| d.to_str());
+        let parsed = onnx
+            .parse(&proto, dir)
             .map_err(|e| FrontendError::Tract(one_line(&e)))?;
-    }
-    model
-        .analyse(false)
-        .map_err(|e| FrontendError::Tract(one_line(&e)))?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(FrontendError::Model(format!(
+                "tensor(s) {} are used but never defined",
+                parsed.unresolved_inputs.join(", ")
+            )));
+        }
+        let mut model = parsed.model;
+        for (ix, (_, shape)) in inputs.iter().enumerate() {
+            model
+                .set_input_fact(
+                    ix,
+                    InferenceFact::dt_shape(f32::datum_type(), shape.clone()),
+                )
+                .map_err(|e| FrontendError::Tract(one_line(&e)))?;
+        }
+        model
+            .analyse(false)
+            .map_err(|e| FrontendError::Tract(one_line(&e)))?;
+        Ok((model, parsed.outlets_by_name))
+    };
+    let (model, outlets_by_name) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(tract))
+        .map_err(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        FrontendError::Tract(format!("internal error on this model: {}", one_line(&msg)))
+    })??;
 
     let name = file_name
         .or_else(|| Some(graph.name.clone()).filter(|n| !n.is_empty()))
         .unwrap_or_else(|| "model".into());
     let mut walker = Walker {
         model: &model,
-        outlets: &parsed.outlets_by_name,
+        outlets: &outlets_by_name,
         opset,
         g: Graph::new(name),
         vals: HashMap::new(),
@@ -232,6 +248,49 @@ fn check_external_data(graph: &pb::GraphProto, dir: Option<&Path>) -> Result<(),
                 t.name,
                 path.display()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses names and string attributes with control characters up front
+/// (found by fuzzing: a newline in a node name split the error that named
+/// the node over two lines), so every message that quotes one is one line.
+fn check_names(graph: &pb::GraphProto) -> Result<(), FrontendError> {
+    let check = |what: &str, s: &str| {
+        if s.chars().any(char::is_control) {
+            Err(FrontendError::Model(format!(
+                "{what} {:?} contains control characters",
+                s
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    check("graph name", &graph.name)?;
+    for v in graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+    {
+        check("tensor name", &v.name)?;
+    }
+    for t in &graph.initializer {
+        check("initializer name", &t.name)?;
+    }
+    for n in &graph.node {
+        check("node name", &n.name)?;
+        check("op type", &n.op_type)?;
+        check("op domain", &n.domain)?;
+        for t in n.input.iter().chain(&n.output) {
+            check("tensor name", t)?;
+        }
+        for a in &n.attribute {
+            check("attribute name", &a.name)?;
+            for s in std::iter::once(&a.s).chain(&a.strings) {
+                check("string attribute", &String::from_utf8_lossy(s))?;
+            }
         }
     }
     Ok(())

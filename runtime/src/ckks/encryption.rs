@@ -2,11 +2,12 @@
 
 use super::encoding::Plaintext;
 use super::evaluator::keyswitch::mod_down;
-use super::keys::{truncate_ext, wipe, PublicKey, SecretKey};
+use super::keys::{truncate_ext, PublicKey, SecretKey};
 use super::params::Parameters;
 use super::ring::Poly;
 use super::sampling::{gaussian_coeffs, ternary_coeffs, uniform_poly, Prng, Seed};
 use super::CkksError;
+use zeroize::Zeroizing;
 
 /// A degree-1 ciphertext `(c0, c1)` with `c0 + c1·s ≈ m`, NTT domain.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +39,8 @@ impl Ciphertext {
 
 enum Key {
     Public(PublicKey),
-    Secret(Poly),
+    /// `s` over `Q`, wiped on drop.
+    Secret(Zeroizing<Poly>),
 }
 
 pub struct Encryptor {
@@ -59,7 +61,7 @@ impl Encryptor {
     /// Secret-key encryption: `c1` is expanded from a fresh seed, which halves
     /// the serialized size of fresh ciphertexts.
     pub fn with_secret_key(params: &Parameters, sk: &SecretKey) -> Result<Self, CkksError> {
-        let mut s = sk.ntt.clone();
+        let mut s = Zeroizing::new(sk.ntt.clone());
         truncate_ext(params.ring(), &mut s);
         Ok(Encryptor {
             params: params.clone(),
@@ -78,8 +80,8 @@ impl Encryptor {
 
     fn error_poly(&mut self, level: usize, ext: bool) -> Poly {
         let ring = self.params.ring();
-        let e = gaussian_coeffs(&mut self.rng, ring.n());
-        let mut p = Poly::from_signed(ring, &e, level, ext);
+        let e = Zeroizing::new(gaussian_coeffs(&mut self.rng, ring.n()));
+        let mut p = Poly::from_small_signed(ring, &e, level, ext);
         p.to_ntt(ring);
         p
     }
@@ -92,11 +94,12 @@ impl Encryptor {
             Key::Secret(s) => {
                 let mut s = s.clone();
                 s.drop_to_level(level);
+                // `a·s` (with `c0`, it gives `m + e`) is wiped too.
                 let seed = self.rng.seed();
                 let a = uniform_poly(ring, &seed, level, false);
                 let mut c0 = self.error(level);
                 c0.add_assign(ring, &pt.poly);
-                let mut as_ = a.clone();
+                let mut as_ = Zeroizing::new(a.clone());
                 as_.mul_assign(ring, &s);
                 c0.sub_assign(ring, &as_);
                 Ciphertext {
@@ -112,8 +115,8 @@ impl Encryptor {
 
                 b.drop_to_level(level);
                 a.drop_to_level(level);
-                let u = ternary_coeffs(&mut self.rng, ring.n());
-                let mut u = Poly::from_signed(ring, &u, level, true);
+                let u = Zeroizing::new(ternary_coeffs(&mut self.rng, ring.n()));
+                let mut u = Zeroizing::new(Poly::from_small_signed(ring, &u, level, true));
                 u.to_ntt(ring);
                 let mut c0 = self.error_ext(level);
                 c0.add_mul_assign(ring, &b, &u);
@@ -134,27 +137,14 @@ impl Encryptor {
 }
 
 pub struct Decryptor {
-    params: Parameters,
-    s: Poly,
-}
-
-impl Drop for Decryptor {
-    fn drop(&mut self) {
-        wipe(&mut self.s.data);
-    }
-}
-
-impl Drop for Encryptor {
-    fn drop(&mut self) {
-        if let Key::Secret(s) = &mut self.key {
-            wipe(&mut s.data);
-        }
-    }
+    pub(crate) params: Parameters,
+    /// `s` over `Q`, wiped on drop.
+    s: Zeroizing<Poly>,
 }
 
 impl Decryptor {
     pub fn new(params: &Parameters, sk: &SecretKey) -> Self {
-        let mut s = sk.ntt.clone();
+        let mut s = Zeroizing::new(sk.ntt.clone());
         truncate_ext(params.ring(), &mut s);
         Decryptor {
             params: params.clone(),

@@ -7,6 +7,7 @@ use super::sampling::{gaussian_coeffs, secret_coeffs, uniform_poly, Prng, Seed};
 use super::CkksError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The secret key `s`, kept both as small coefficients (for serialization and
 /// future bootstrapping) and in the NTT domain over all primes `QP`.
@@ -23,28 +24,20 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
-/// Overwrites secret material before its memory is released (volatile writes,
-/// so the compiler cannot drop them as dead stores).
-pub(crate) fn wipe<T: Copy + Default>(v: &mut [T]) {
-    for x in v.iter_mut() {
-        // SAFETY: `x` is a valid, aligned, exclusive reference.
-        unsafe { std::ptr::write_volatile(x, T::default()) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-}
-
+/// Wipes the secret (coefficients and NTT form, spare capacity included;
+/// `zeroize`'s volatile writes, which the compiler cannot drop).
 impl Drop for SecretKey {
     fn drop(&mut self) {
-        wipe(&mut self.coeffs);
-        wipe(&mut self.ntt.data);
+        self.coeffs.zeroize();
+        self.ntt.zeroize();
     }
 }
 
 impl SecretKey {
     pub(crate) fn from_coeffs(params: &Parameters, coeffs: Vec<i8>) -> Self {
         let ring = params.ring();
-        let wide: Vec<i64> = coeffs.iter().map(|&c| c as i64).collect();
-        let mut ntt = Poly::from_signed(ring, &wide, ring.max_level(), true);
+        let wide: Zeroizing<Vec<i64>> = Zeroizing::new(coeffs.iter().map(|&c| c as i64).collect());
+        let mut ntt = Poly::from_small_signed(ring, &wide, ring.max_level(), true);
         ntt.to_ntt(ring);
         SecretKey {
             params: params.clone(),
@@ -229,14 +222,14 @@ impl KeyGenerator {
 
     pub fn gen_secret_key(&mut self) -> SecretKey {
         let n = self.params.n();
-        let s = secret_coeffs(&mut self.rng, n, self.params.secret());
+        let s = Zeroizing::new(secret_coeffs(&mut self.rng, n, self.params.secret()));
         SecretKey::from_coeffs(&self.params, s.iter().map(|&c| c as i8).collect())
     }
 
     fn error_poly(&mut self, level: usize, ext: bool) -> Poly {
         let ring = self.params.ring();
-        let e = gaussian_coeffs(&mut self.rng, ring.n());
-        let mut p = Poly::from_signed(ring, &e, level, ext);
+        let e = Zeroizing::new(gaussian_coeffs(&mut self.rng, ring.n()));
+        let mut p = Poly::from_small_signed(ring, &e, level, ext);
         p.to_ntt(ring);
         p
     }
@@ -276,7 +269,7 @@ impl KeyGenerator {
         );
         let n = ring.n();
         let digits = digits_up_to(&params, level);
-        let mut sk_at = sk.ntt.clone();
+        let mut sk_at = Zeroizing::new(sk.ntt.clone());
         sk_at.drop_to_level(level);
         let (mut bs, mut as_, mut seeds) = (Vec::new(), Vec::new(), Vec::new());
         for d in digits {
@@ -297,7 +290,6 @@ impl KeyGenerator {
             as_.push(a);
             seeds.push(seed);
         }
-        wipe(&mut sk_at.data);
         SwitchingKey {
             b: bs,
             a: Some(as_),
@@ -306,11 +298,9 @@ impl KeyGenerator {
     }
 
     pub fn gen_relinearization_key(&mut self, sk: &SecretKey) -> SwitchingKey {
-        let mut s2 = sk.ntt.clone();
+        let mut s2 = Zeroizing::new(sk.ntt.clone());
         s2.mul_assign(self.params.ring(), &sk.ntt);
-        let key = self.gen_switching_key(sk, &s2);
-        wipe(&mut s2.data);
-        key
+        self.gen_switching_key(sk, &s2)
     }
 
     /// Key for the automorphism `X ↦ X^g`: switches from `σ_g(s)` to `s`.
@@ -323,10 +313,8 @@ impl KeyGenerator {
     /// (see [`KeyGenerator::gen_switching_key_at`]).
     pub fn gen_galois_key_at(&mut self, sk: &SecretKey, g: u64, level: usize) -> SwitchingKey {
         let perm = self.params.ring().galois_permutation(g);
-        let mut sg = sk.ntt.permuted(&perm);
-        let key = self.gen_switching_key_at(sk, &sg, level);
-        wipe(&mut sg.data);
-        key
+        let sg = Zeroizing::new(sk.ntt.permuted(&perm));
+        self.gen_switching_key_at(sk, &sg, level)
     }
 
     /// Relinearisation key plus Galois keys for the given rotations (and

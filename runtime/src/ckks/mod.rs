@@ -3,9 +3,11 @@
 //! * [`ring`]: modular arithmetic, NTT-friendly prime generation, NTTs, RNS
 //!   polynomials, fast basis extension;
 //! * [`params`]: parameter sets and the 128-bit security check;
-//! * [`sampling`], [`encoding`], [`keys`], [`encryption`]: CSPRNG and error
-//!   distributions, the canonical-embedding encoder, key generation,
-//!   encryption and decryption;
+//! * [`sampling`], [`encoding`], [`keys`], [`encryption`]: CSPRNG and
+//!   constant-time error and secret distributions, the canonical-embedding
+//!   encoder, key generation, encryption and decryption;
+//! * [`flooding`]: decryption that is safe to share (noise flooding and
+//!   rounding, IND-CPA^D);
 //! * [`evaluator`]: homomorphic arithmetic, rescaling, hybrid key switching,
 //!   rotations (plain and hoisted), conjugation;
 //! * [`circuits`]: BSGS linear transforms and Chebyshev polynomial evaluation;
@@ -35,6 +37,7 @@ pub mod circuits;
 pub mod encoding;
 pub mod encryption;
 pub mod evaluator;
+pub mod flooding;
 pub mod keys;
 pub mod params;
 pub mod precision;
@@ -48,6 +51,7 @@ mod tests;
 pub use encoding::{Encoder, Plaintext};
 pub use encryption::{Ciphertext, Decryptor, Encryptor};
 pub use evaluator::Evaluator;
+pub use flooding::{DecryptionMode, Flooding};
 pub use keys::{EvaluationKeys, KeyGenerator, KeyStorage, PublicKey, SecretKey, SwitchingKey};
 pub use num_complex::Complex64;
 pub use params::{Parameters, ParametersLiteral, SecretDistribution};

@@ -37,6 +37,15 @@ pub fn max_log_qp_128(log_n: u32) -> Option<f64> {
 /// bootstrapping literature this project follows.
 pub const MIN_SECURE_HAMMING_WEIGHT: usize = 192;
 
+/// Most `Q` primes a parameter set may have (the deepest preset has 37).
+pub const MAX_Q_PRIMES: usize = 64;
+/// Most special primes a parameter set may have.
+pub const MAX_P_PRIMES: usize = 16;
+/// Most primes in all, `MAX_Q_PRIMES + MAX_P_PRIMES`: bounds the work and
+/// memory of [`Parameters::new`] (prime search, NTT tables) for any literal,
+/// including one read from a file.
+pub const MAX_PRIMES: usize = MAX_Q_PRIMES + MAX_P_PRIMES;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretDistribution {
     /// Each coefficient uniform in {-1, 0, 1}.
@@ -104,6 +113,13 @@ impl Parameters {
         }
         if l.log_q.is_empty() {
             return bad("at least one Q prime is needed".into());
+        }
+        if l.log_q.len() > MAX_Q_PRIMES || l.log_p.len() > MAX_P_PRIMES {
+            return bad(format!(
+                "{} Q primes and {} special primes; at most {MAX_Q_PRIMES} and {MAX_P_PRIMES}",
+                l.log_q.len(),
+                l.log_p.len()
+            ));
         }
         if l.log_p.is_empty() && l.log_q.len() > 1 {
             return bad("key switching needs at least one special prime".into());

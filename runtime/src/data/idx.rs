@@ -27,17 +27,42 @@ pub struct Images {
 }
 
 /// Reads a file, gunzipping it when it starts with the gzip magic bytes.
+/// Decompression stops one byte past the size the IDX header announces, so
+/// a gzip bomb costs no more memory than the array it claims to hold.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::format(path, format!("corrupt gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    gunzip_bounded(raw).map_err(|msg| DataError::format(path, msg))
+}
+
+/// The bytes of an IDX file, decompressed when they start with the gzip
+/// magic bytes, as [`read_maybe_gz`] reads them.
+pub fn gunzip_bounded(raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut z = MultiGzDecoder::new(&raw[..]);
+    let gz_err = |e: std::io::Error| format!("corrupt gzip stream: {e}");
+    // The header first (4 bytes, then 4 per dimension), then at most one
+    // byte more than the data it announces.
+    let mut out = Vec::new();
+    (&mut z).take(4).read_to_end(&mut out).map_err(gz_err)?;
+    if out.len() == 4 {
+        let dims = 4 * out[3] as u64;
+        (&mut z).take(dims).read_to_end(&mut out).map_err(gz_err)?;
+        if out.len() as u64 == 4 + dims {
+            let want = out[4..]
+                .chunks_exact(4)
+                .try_fold(1u64, |a, c| {
+                    a.checked_mul(u32::from_be_bytes(c.try_into().expect("4 bytes")) as u64)
+                })
+                .unwrap_or(u64::MAX);
+            (&mut z)
+                .take(want.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(gz_err)?;
+        }
+    }
+    Ok(out)
 }
 
 /// Reads an unsigned-byte IDX file (optionally gzip-compressed).
@@ -45,6 +70,11 @@ pub fn read(path: impl AsRef<Path>) -> Result<Idx, DataError> {
     let path = path.as_ref();
     let bytes = read_maybe_gz(path)?;
     decode(&bytes).map_err(|msg| DataError::format(path, msg))
+}
+
+/// Decodes an IDX file as stored: gzip-compressed or not.
+pub fn decode_maybe_gz(bytes: &[u8]) -> Result<Idx, String> {
+    decode(&gunzip_bounded(bytes.to_vec())?)
 }
 
 /// Decodes the (decompressed) bytes of an unsigned-byte IDX file.

@@ -21,52 +21,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Tensor, DataError> {
 
 /// Decodes the bytes of a `.npy` file.
 pub fn decode(bytes: &[u8]) -> Result<Tensor, String> {
-    if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a .npy file (bad magic string)".into());
-    }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (len_bytes, utf8) = match major {
-        1 => (2, false),
-        2 => (4, false),
-        3 => (4, true),
-        _ => return Err(format!("unsupported .npy format version {major}.{minor}")),
-    };
-    let start = 8 + len_bytes;
-    if bytes.len() < start {
-        return Err("truncated header length".into());
-    }
-    let header_len = if len_bytes == 2 {
-        u16::from_le_bytes([bytes[8], bytes[9]]) as usize
-    } else {
-        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
-    };
-    let data_start = start
-        .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| {
-            format!(
-                "truncated header: {header_len} bytes announced, {} present",
-                bytes.len() - start
-            )
-        })?;
-    let raw = &bytes[start..data_start];
-    if !utf8 && !raw.is_ascii() {
-        return Err(format!("version {major}.{minor} header is not ASCII"));
-    }
-    let text = std::str::from_utf8(raw).map_err(|_| "header is not UTF-8".to_string())?;
-    let header = Header::parse(text)?;
-    let dtype = Dtype::parse(&header.descr)?;
-    if header.fortran_order {
-        return Err("Fortran-order arrays are not supported; save with C order \
-             (np.ascontiguousarray)"
-            .into());
-    }
-    let count = header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or("shape overflows")?;
-    let want = count.checked_mul(dtype.size).ok_or("shape overflows")?;
+    let (data_start, header, dtype, want) = parse_header(bytes)?;
     let data = &bytes[data_start..];
     if data.len() != want {
         return Err(format!(
@@ -85,6 +40,92 @@ pub fn decode(bytes: &[u8]) -> Result<Tensor, String> {
         shape: header.shape,
         data: values,
     })
+}
+
+/// The length of the whole file its first bytes announce: `Ok(None)` while
+/// `prefix` does not yet hold the magic, version, header length and header,
+/// an error when what it holds is not a valid header. Lets a reader of an
+/// archive member stop at the size the header announces.
+pub fn announced_len(prefix: &[u8]) -> Result<Option<usize>, String> {
+    let Some(start) = prefix_len(prefix)? else {
+        return Ok(None);
+    };
+    if prefix.len() < start.1 {
+        return Ok(None);
+    }
+    let (data_start, _, _, want) = parse_header(&prefix[..start.1])?;
+    Ok(data_start.checked_add(want))
+}
+
+/// `(bytes before the header, bytes before the data)` once the length field
+/// is present (`Ok(None)` before).
+pub fn header_end(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
+    prefix_len(bytes)
+}
+
+fn prefix_len(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
+    if bytes.len() < MAGIC.len() + 2 {
+        return Ok(None);
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a .npy file (bad magic string)".into());
+    }
+    let len_bytes = match bytes[6] {
+        1 => 2,
+        2 | 3 => 4,
+        major => {
+            return Err(format!(
+                "unsupported .npy format version {major}.{}",
+                bytes[7]
+            ))
+        }
+    };
+    let start = 8 + len_bytes;
+    if bytes.len() < start {
+        return Ok(None);
+    }
+    let header_len = if len_bytes == 2 {
+        u16::from_le_bytes([bytes[8], bytes[9]]) as usize
+    } else {
+        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+    };
+    Ok(Some((start, start + header_len)))
+}
+
+/// Parses magic, version and header: (data offset, header, dtype, data bytes).
+fn parse_header(bytes: &[u8]) -> Result<(usize, Header, Dtype, usize), String> {
+    if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a .npy file (bad magic string)".into());
+    }
+    let (major, minor) = (bytes[6], bytes[7]);
+    let (start, data_start) = prefix_len(bytes)?.ok_or("truncated header length")?;
+    let utf8 = major == 3;
+    if data_start > bytes.len() {
+        return Err(format!(
+            "truncated header: {} bytes announced, {} present",
+            data_start - start,
+            bytes.len() - start
+        ));
+    }
+    let raw = &bytes[start..data_start];
+    if !utf8 && !raw.is_ascii() {
+        return Err(format!("version {major}.{minor} header is not ASCII"));
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "header is not UTF-8".to_string())?;
+    let header = Header::parse(text)?;
+    let dtype = Dtype::parse(&header.descr)?;
+    if header.fortran_order {
+        return Err("Fortran-order arrays are not supported; save with C order \
+             (np.ascontiguousarray)"
+            .into());
+    }
+    let count = header
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("shape overflows")?;
+    let want = count.checked_mul(dtype.size).ok_or("shape overflows")?;
+    Ok((data_start, header, dtype, want))
 }
 
 /// Writes `t` as a version 1.0 `<f4` C-order `.npy` file, atomically: the
@@ -179,7 +220,7 @@ impl Header {
                 "descr" | "fortran_order" | "shape" => {
                     return Err(format!("header repeats key '{key}'"))
                 }
-                _ => return Err(format!("header has unknown key '{key}'")),
+                _ => return Err(format!("header has unknown key '{}'", key.escape_debug())),
             }
             if !p.eat(b',') {
                 p.expect(b'}')?;
@@ -311,8 +352,13 @@ struct Dtype {
 }
 
 impl Dtype {
-    fn parse(descr: &str) -> Result<Dtype, String> {
-        let (order, code) = descr.split_at(descr.len().min(1));
+    fn parse(raw: &str) -> Result<Dtype, String> {
+        // Quoted in messages with control characters escaped (one line).
+        let descr = &raw.escape_debug().to_string();
+        // The byte-order character, then the code (split at a character
+        // boundary: the header may be UTF-8).
+        let first = descr.chars().next().map_or(0, char::len_utf8);
+        let (order, code) = descr.split_at(first);
         let kind = match code {
             "f4" => Kind::F32,
             "f8" => Kind::F64,

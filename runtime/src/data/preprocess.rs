@@ -7,6 +7,22 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// The most values a model input may have (`[1, C, H, W]`, 16 GiB as f32).
+const MAX_INPUT_VALUES: usize = 1 << 32;
+
 /// A trained model's description and input pipeline, e.g.
 ///
 /// ```json
@@ -52,11 +68,14 @@ impl Preprocess {
         let mut de = serde_json::Deserializer::from_str(text);
         let p: Preprocess = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            if path == "." {
+            let msg = if path == "." {
                 format!("invalid model description: {}", e.inner())
             } else {
                 format!("invalid model description: field `{path}`: {}", e.inner())
-            }
+            };
+            // Field names come from the file: control characters escaped
+            // (found by fuzzing: a newline in a key split the message).
+            one_line(&msg)
         })?;
         de.end()
             .map_err(|e| format!("invalid model description: {e}"))?;
@@ -81,7 +100,19 @@ impl Preprocess {
                 self.input_shape
             ));
         }
-        if h <= 2 * self.pad || w <= 2 * self.pad {
+        // Sizes come from a file: their product must be a sane input size.
+        let values = [b, c, h, w]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&v| v <= MAX_INPUT_VALUES);
+        if values.is_none() {
+            return Err(format!(
+                "input_shape {:?} has more than 2^32 values",
+                self.input_shape
+            ));
+        }
+        let two_pad = self.pad.saturating_mul(2);
+        if h <= two_pad || w <= two_pad {
             return Err(format!(
                 "pad {} leaves no image inside input_shape {:?}",
                 self.pad, self.input_shape

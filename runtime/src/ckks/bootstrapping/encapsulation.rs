@@ -25,6 +25,7 @@ use crate::ckks::params::Parameters;
 use crate::ckks::ring::Poly;
 use crate::ckks::sampling::{gaussian_coeffs, secret_coeffs};
 use crate::ckks::{CkksError, Evaluator, SecretDistribution};
+use zeroize::Zeroizing;
 
 /// Key switching from the dense secret to the sparse one, modulo `q_0·p_0`
 /// only: `b = −a·s' + e + p_0·s (mod q_0)`, `b = −a·s' + e (mod p_0)`, NTT domain.
@@ -87,26 +88,29 @@ impl KeyGenerator {
             )));
         }
         let rng = self.rng_mut();
-        let sparse = secret_coeffs(rng, n, SecretDistribution::FixedHammingWeight(h));
+        // Every copy of secret material below is wiped when dropped.
+        let sparse = Zeroizing::new(secret_coeffs(
+            rng,
+            n,
+            SecretDistribution::FixedHammingWeight(h),
+        ));
         let sparse_key = SecretKey::from_coeffs(&params, sparse.iter().map(|&c| c as i8).collect());
 
         // Dense → sparse, modulo q_0 and p_0.
         let idx = [0usize, p0_index(&params)];
-        let dense_limbs = [
-            sk.ntt.limb(0).to_vec(),
-            sk.ntt.limb(ring.max_level() + 1).to_vec(),
-        ];
+        let dense_limbs = [sk.ntt.limb(0), sk.ntt.limb(ring.max_level() + 1)];
         let sparse_limbs = [
-            sparse_key.ntt.limb(0).to_vec(),
-            sparse_key.ntt.limb(ring.max_level() + 1).to_vec(),
+            sparse_key.ntt.limb(0),
+            sparse_key.ntt.limb(ring.max_level() + 1),
         ];
-        let e = gaussian_coeffs(rng, n);
+        let e = Zeroizing::new(gaussian_coeffs(rng, n));
         let mut b: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
         let mut a: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
         for (k, &mi) in idx.iter().enumerate() {
             let m = ring.modulus(mi);
             let av: Vec<u64> = (0..n).map(|_| rng.below(m.value())).collect();
-            let mut ev: Vec<u64> = e.iter().map(|&x| m.reduce_i64(x)).collect();
+            let mut ev: Zeroizing<Vec<u64>> =
+                Zeroizing::new(e.iter().map(|&x| m.reduce_small_ct(x)).collect());
             ring.ntt(mi).forward(&mut ev);
             let p0 = m.reduce(params.p()[0]);
             let bv: Vec<u64> = (0..n)

@@ -70,6 +70,14 @@ impl Modulus {
         }
     }
 
+    /// Reduces a small signed integer, `|x| < q`, into `[0, q)` without a
+    /// branch (for secret and error coefficients).
+    #[inline(always)]
+    pub fn reduce_small_ct(&self, x: i64) -> u64 {
+        debug_assert!(x.unsigned_abs() < self.q);
+        (x as u64).wrapping_add(self.q & ((x >> 63) as u64))
+    }
+
     /// Reduces a signed integer into `[0, q)`.
     #[inline(always)]
     pub fn reduce_i64(&self, x: i64) -> u64 {

@@ -15,6 +15,15 @@ pub struct Poly {
     pub(crate) data: Vec<u64>,
 }
 
+/// Wipes the residues, including capacity left behind by truncations (a
+/// secret polynomial dropped to a lower level keeps its upper limbs in
+/// spare capacity).
+impl zeroize::Zeroize for Poly {
+    fn zeroize(&mut self) {
+        self.data.zeroize();
+    }
+}
+
 impl Poly {
     pub fn zero(ctx: &RingContext, level: usize, ext: bool, ntt: bool) -> Self {
         let limbs = level + 1 + if ext { ctx.p_count() } else { 0 };
@@ -59,6 +68,23 @@ impl Poly {
                 let m = ctx.modulus(mi);
                 for (o, c) in limb.iter_mut().zip(coeffs) {
                     *o = m.reduce_i64(*c);
+                }
+            },
+        );
+        p
+    }
+
+    /// [`Poly::from_signed`] for secret or error coefficients (`|c| < q` for
+    /// every modulus): the reduction is branch-free.
+    pub fn from_small_signed(ctx: &RingContext, coeffs: &[i64], level: usize, ext: bool) -> Self {
+        let mut p = Poly::zero(ctx, level, ext, false);
+        p.for_each_limb(
+            ctx,
+            #[inline(always)]
+            |mi, limb| {
+                let m = ctx.modulus(mi);
+                for (o, c) in limb.iter_mut().zip(coeffs) {
+                    *o = m.reduce_small_ct(*c);
                 }
             },
         );
