@@ -58,15 +58,49 @@ pub trait Backend: Sync {
         &self,
         inputs: &[&Self::Ct],
         program: &Bsgs,
-        diagonals: &[Vec<Vec<f64>>],
+        diagonals: &NodeDiagonals,
         fold: Option<(usize, usize)>,
         scale: f64,
     ) -> Result<Self::Ct, BackendError>;
 }
 
+/// Slots per tile of [`NodeDiagonals::nonzero_tiles`].
+pub const DIAGONAL_TILE: usize = 1024;
+
 /// The pre-rotated diagonals of one linear transform node: per giant step,
-/// per baby, the slot values.
-pub type NodeDiagonals = Vec<Vec<Vec<f64>>>;
+/// per baby, the slot values, and which tiles of [`DIAGONAL_TILE`] slots
+/// hold a nonzero value (bit `t` of the mask; multiplexed layouts leave
+/// whole blocks of a ciphertext empty, which a cleartext backend skips).
+pub struct NodeDiagonals {
+    pub values: Vec<Vec<Vec<f64>>>,
+    pub nonzero_tiles: Vec<Vec<u64>>,
+}
+
+impl NodeDiagonals {
+    fn new(values: Vec<Vec<Vec<f64>>>) -> Self {
+        let nonzero_tiles = values
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|d| {
+                        d.chunks(DIAGONAL_TILE)
+                            .enumerate()
+                            .filter(|(_, c)| c.iter().any(|&v| v != 0.0))
+                            .fold(0u64, |m, (t, _)| m | (1u64 << t.min(63)))
+                    })
+                    .collect()
+            })
+            .collect();
+        NodeDiagonals {
+            values,
+            nonzero_tiles,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.values.iter().flatten().map(|v| v.len() * 8).sum()
+    }
+}
 
 /// A circuit with its plaintext data, generated once and shared by every
 /// execution (diagonals of each linear transform node, biases, masks).
@@ -108,18 +142,21 @@ impl Prepared {
             .collect();
         let made: Vec<(usize, Arc<NodeDiagonals>)> = nodes
             .par_iter()
-            .map(|&i| self.make_diagonals(i).map(|d| (i, Arc::new(d))))
+            .map(|&i| {
+                self.make_diagonals(i)
+                    .map(|d| (i, Arc::new(NodeDiagonals::new(d))))
+            })
             .collect::<Result<_, _>>()?;
         let mut bytes = 0;
         let mut cache = self.diagonals.lock().expect("diagonal cache");
         for (i, d) in made {
-            bytes += d.iter().flatten().map(|v| v.len() * 8).sum::<usize>();
+            bytes += d.bytes();
             cache.insert(i, d);
         }
         Ok(bytes)
     }
 
-    fn make_diagonals(&self, node: usize) -> Result<NodeDiagonals, String> {
+    fn make_diagonals(&self, node: usize) -> Result<Vec<Vec<Vec<f64>>>, String> {
         let c = &self.circuit;
         let Op::LinearTransform {
             region,
@@ -154,7 +191,7 @@ impl Prepared {
         if let Some(d) = self.diagonals.lock().expect("diagonal cache").get(&node) {
             return Ok(d.clone());
         }
-        let d = Arc::new(self.make_diagonals(node)?);
+        let d = Arc::new(NodeDiagonals::new(self.make_diagonals(node)?));
         if self.cache_diagonals {
             self.diagonals
                 .lock()

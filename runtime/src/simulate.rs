@@ -394,7 +394,7 @@ impl Backend for Simulator {
         &self,
         inputs: &[&SimCt],
         program: &Bsgs,
-        diagonals: &[Vec<Vec<f64>>],
+        diagonals: &crate::backend::NodeDiagonals,
         fold: Option<(usize, usize)>,
         scale: f64,
     ) -> Result<SimCt, BackendError> {
@@ -416,37 +416,71 @@ impl Backend for Simulator {
         }
         let batch = first.batch;
         let mut out = vec![0.0; batch * n];
-        // Giant step by giant step, each diagonal applied to the whole batch
-        // while it is in cache.
-        let mut inner = vec![0.0; batch * n];
-        for (g, diags) in program.giants.iter().zip(diagonals) {
-            inner.fill(0.0);
-            for (&(ct, b), d) in g.babies.iter().zip(diags) {
-                let b = b as usize % n;
-                let xs = &inputs[ct as usize].values;
-                for (acc, x) in inner.chunks_mut(n).zip(xs.chunks(n)) {
-                    // acc[t] += d[t]·x[t + b], in two contiguous runs.
-                    let (head, tail) = acc.split_at_mut(n - b);
-                    for ((y, &dd), &xx) in head.iter_mut().zip(&d[..n - b]).zip(&x[b..]) {
-                        *y += dd * xx;
+        // Tiled: for each giant step and tile of slots, every diagonal's
+        // tile is applied to the whole batch while it is in cache, into a
+        // per-input accumulator tile; the tile is then added into the
+        // output at its giant-rotated place (out[t] += inner[t + shift]).
+        let tile = crate::backend::DIAGONAL_TILE.min(n);
+        let mut inner = vec![0.0; batch * tile];
+        // Compiled for AVX-512 where the CPU has it (the baseline build
+        // would use two-lane SSE2).
+        crate::ckks::ring::simd::wide(
+            #[inline(always)]
+            || {
+                for ((g, diags), masks) in program
+                    .giants
+                    .iter()
+                    .zip(&diagonals.values)
+                    .zip(&diagonals.nonzero_tiles)
+                {
+                    let s = g.shift as usize % n;
+                    for (ti, t0) in (0..n).step_by(tile).enumerate() {
+                        // Tiles where every diagonal is zero add nothing.
+                        let bit = 1u64 << ti.min(63);
+                        if masks.iter().all(|m| m & bit == 0) {
+                            continue;
+                        }
+                        inner.fill(0.0);
+                        for ((&(ct, b), d), m) in g.babies.iter().zip(diags).zip(masks) {
+                            if m & bit == 0 {
+                                continue;
+                            }
+                            let d = &d[t0..t0 + tile];
+                            let xs = &inputs[ct as usize].values;
+                            let start = (t0 + b as usize) % n;
+                            // x[t + b] for t in the tile: one or two runs.
+                            let first = (n - start).min(tile);
+                            for (img, acc) in inner.chunks_mut(tile).enumerate() {
+                                let x = &xs[img * n..(img + 1) * n];
+                                let (a1, a2) = acc.split_at_mut(first);
+                                for ((y, &dd), &xx) in
+                                    a1.iter_mut().zip(&d[..first]).zip(&x[start..start + first])
+                                {
+                                    *y += dd * xx;
+                                }
+                                for ((y, &dd), &xx) in
+                                    a2.iter_mut().zip(&d[first..]).zip(&x[..tile - first])
+                                {
+                                    *y += dd * xx;
+                                }
+                            }
+                        }
+                        // out[t − s] += inner[t] for t in the tile.
+                        let dst = (t0 + n - s) % n;
+                        let first = (n - dst).min(tile);
+                        for (img, acc) in inner.chunks(tile).enumerate() {
+                            let o = &mut out[img * n..(img + 1) * n];
+                            for (y, &v) in o[dst..dst + first].iter_mut().zip(&acc[..first]) {
+                                *y += v;
+                            }
+                            for (y, &v) in o[..tile - first].iter_mut().zip(&acc[first..]) {
+                                *y += v;
+                            }
+                        }
                     }
-                    for ((y, &dd), &xx) in tail.iter_mut().zip(&d[n - b..]).zip(&x[..b]) {
-                        *y += dd * xx;
-                    }
                 }
-            }
-            let s = g.shift as usize % n;
-            for (o, acc) in out.chunks_mut(n).zip(inner.chunks(n)) {
-                // o[t] += acc[t + s].
-                let (head, tail) = o.split_at_mut(n - s);
-                for (y, &a) in head.iter_mut().zip(&acc[s..]) {
-                    *y += a;
-                }
-                for (y, &a) in tail.iter_mut().zip(&acc[..s]) {
-                    *y += a;
-                }
-            }
-        }
+            },
+        );
         if let Some((step, count)) = fold {
             let mut tmp = vec![0.0; n];
             for o in out.chunks_mut(n) {

@@ -6,7 +6,6 @@ use super::partition::Partition;
 use super::schedule::{self, LevelGraph, LevelModel, Ready, Schedule};
 use super::{LowerError, LowerOptions, LowerReport, Lowered};
 use ir::circuit::builder::Builder;
-use ir::circuit::linear::plan_bsgs;
 use ir::circuit::{
     Circuit, InputSpec, Method, Op as COp, OutputSpec, Params, Plain, Region, RegionOutput,
     Transform, TransformSpec, ValueId,
@@ -182,24 +181,28 @@ pub(super) fn lower_with(
     let top = params.max_level();
     let input = graph.inputs()[0];
 
-    // Regions with their transforms.
-    let regions: Vec<Region> = part
+    // Regions with their transforms: the diagonal index sets in parallel,
+    // then the baby-step giant-step splits, largest transforms first, each
+    // preferring rotations whose keys an earlier one already needs.
+    type Structure = Vec<BTreeMap<usize, std::collections::BTreeSet<u64>>>;
+    type Planned = Vec<Vec<Option<(Method, Structure)>>>;
+    let structures: Vec<Planned> = part
         .regions
         .par_iter()
         .enumerate()
-        .map(|(r, def)| -> Result<Region, LowerError> {
+        .map(|(r, def)| -> Result<Planned, LowerError> {
             let inputs: Vec<u32> = def.inputs.iter().map(|i| plan.of[i]).collect();
+            let region = Region {
+                name: def.name.clone(),
+                graph: def.graph.clone(),
+                inputs: inputs.clone(),
+                outputs: vec![],
+            };
             let mut outputs = Vec::new();
             for (k, o) in def.outputs.iter().enumerate() {
                 let layout = plan.of[o];
                 let kind = plan.methods[&(r, k)];
-                let region = Region {
-                    name: def.name.clone(),
-                    graph: def.graph.clone(),
-                    inputs: inputs.clone(),
-                    outputs: vec![],
-                };
-                let mut transforms = Vec::new();
+                let mut per_input = Vec::new();
                 for (i, &il) in inputs.iter().enumerate() {
                     // The fold sums one period of the input.
                     let period = plan.layouts[il as usize].period();
@@ -220,30 +223,82 @@ pub(super) fn lower_with(
                     };
                     let cts = plan.layouts[layout as usize].cts();
                     let mut per_ct = Vec::with_capacity(cts);
-                    let mut any = false;
                     for ct in 0..cts {
-                        let keys = spec.structure(ct).map_err(|e| unsupported(&def.name, e))?;
-                        any |= keys.values().any(|k| !k.is_empty());
-                        per_ct.push(plan_bsgs(&keys, slots));
+                        per_ct.push(spec.structure(ct).map_err(|e| unsupported(&def.name, e))?);
                     }
-                    transforms.push(any.then_some(Transform { method, per_ct }));
+                    let any = per_ct.iter().any(|k| k.values().any(|d| !d.is_empty()));
+                    per_input.push(any.then_some((method, per_ct)));
                 }
-                if transforms.iter().all(Option::is_none) {
+                if per_input.iter().all(Option::is_none) {
                     return Err(unsupported(
                         &graph.node(*o).name,
                         "a constant output of a linear region is not supported",
                     ));
                 }
-                outputs.push(RegionOutput { layout, transforms });
+                outputs.push(per_input);
             }
-            Ok(Region {
-                name: def.name.clone(),
-                graph: def.graph.clone(),
-                inputs,
-                outputs,
-            })
+            Ok(outputs)
         })
         .collect::<Result<_, _>>()?;
+    let mut order: Vec<(usize, usize, usize, usize, usize)> = Vec::new();
+    for (r, outs) in structures.iter().enumerate() {
+        for (k, ins) in outs.iter().enumerate() {
+            for (i, t) in ins.iter().enumerate() {
+                if let Some((_, per_ct)) = t {
+                    for (ct, keys) in per_ct.iter().enumerate() {
+                        let size: usize = keys.values().map(|d| d.len()).sum();
+                        order.push((size, r, k, i, ct));
+                    }
+                }
+            }
+        }
+    }
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.cmp(b)));
+    let mut have: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    let mut programs: BTreeMap<(usize, usize, usize, usize), ir::circuit::Bsgs> = BTreeMap::new();
+    for &(_, r, k, i, ct) in &order {
+        let (method, per_ct) = structures[r][k][i].as_ref().expect("planned");
+        let p = ir::circuit::linear::plan_bsgs_shared(&per_ct[ct], slots, &have, KEY_COST);
+        let (b, g) = p.rotations();
+        have.extend(b);
+        have.extend(g);
+        let t = Transform {
+            method: *method,
+            per_ct: vec![],
+        };
+        have.extend(t.fold_rotations());
+        programs.insert((r, k, i, ct), p);
+    }
+    let regions: Vec<Region> = part
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(r, def)| Region {
+            name: def.name.clone(),
+            graph: def.graph.clone(),
+            inputs: def.inputs.iter().map(|i| plan.of[i]).collect(),
+            outputs: def
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(k, o)| RegionOutput {
+                    layout: plan.of[o],
+                    transforms: structures[r][k]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            t.as_ref().map(|(method, per_ct)| Transform {
+                                method: *method,
+                                per_ct: (0..per_ct.len())
+                                    .map(|ct| programs.remove(&(r, k, i, ct)).expect("planned"))
+                                    .collect(),
+                            })
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
 
     // The level graph.
     let times = Times { m: &cost, top };
@@ -627,6 +682,13 @@ fn pool_ops(kernel: [usize; 2], row: u64, col: u64, slots: u64) -> Vec<(Src, Src
     let _ = reduce(rows, &mut ops);
     ops
 }
+
+/// What a Galois key the circuit does not need yet costs when choosing a
+/// transform's baby-step giant-step split, in hoisted baby rotations: keys
+/// take 50–300 MB each at N = 2^16 and dominate the memory of an encrypted
+/// run, so a split with a dozen more baby rotations that reuses existing
+/// keys is preferred.
+const KEY_COST: usize = 12;
 
 /// Bootstrap inputs are divided by their bound times this margin: a value
 /// at its bound (an inner component of a composite sign reaches ±1 exactly,

@@ -579,12 +579,10 @@ pub fn bias_slots(
     Ok(out)
 }
 
-/// The baby-step giant-step split for diagonals `keys` (per input
-/// ciphertext) in `slots` slots: each diagonal `k = g + b` with `b` its
-/// residue modulo a power of two `n1`, chosen to need the fewest distinct
-/// rotations (Galois keys), then the cheapest evaluation (a giant rotation
-/// counts as three hoisted baby rotations).
-pub fn plan_bsgs(keys: &BTreeMap<usize, BTreeSet<u64>>, slots: usize) -> Bsgs {
+/// The candidate baby-step giant-step splits for diagonals `keys` (per
+/// input ciphertext) in `slots` slots: each diagonal `k = g + b` with `b`
+/// its residue modulo a power of two `n1` (or that residue centred on 0).
+pub fn bsgs_candidates(keys: &BTreeMap<usize, BTreeSet<u64>>, slots: usize) -> Vec<Bsgs> {
     let split = |n1: u64, centred: bool| {
         let n = slots as u64;
         let mut giants: BTreeMap<u64, Vec<(u32, u64)>> = BTreeMap::new();
@@ -606,22 +604,47 @@ pub fn plan_bsgs(keys: &BTreeMap<usize, BTreeSet<u64>>, slots: usize) -> Bsgs {
                 .collect(),
         }
     };
-    let cost = |p: &Bsgs| {
-        let (b, g) = p.rotations();
-        let keys = b.union(&g).count();
-        (keys, p.baby_rotations() + 3 * p.giant_rotations())
-    };
-    let mut best: Option<(Bsgs, (usize, usize))> = None;
+    let mut out = Vec::new();
     for e in 0..=slots.trailing_zeros() {
         for centred in [false, true] {
-            let p = split(1u64 << e, centred);
-            let c = cost(&p);
-            if best.as_ref().is_none_or(|(_, bc)| c < *bc) {
-                best = Some((p, c));
-            }
+            out.push(split(1u64 << e, centred));
         }
     }
-    best.map(|(p, _)| p).unwrap_or_default()
+    out
+}
+
+/// Evaluation cost of a program: a giant rotation counts as three hoisted
+/// baby rotations (a key product).
+pub fn bsgs_cost(p: &Bsgs) -> usize {
+    p.baby_rotations() + 3 * p.giant_rotations()
+}
+
+/// The split needing the fewest distinct rotations (Galois keys), then the
+/// cheapest evaluation.
+pub fn plan_bsgs(keys: &BTreeMap<usize, BTreeSet<u64>>, slots: usize) -> Bsgs {
+    plan_bsgs_shared(keys, slots, &BTreeSet::new(), usize::MAX / 4)
+}
+
+/// The split minimising `evaluation cost + key_cost × (rotations not in
+/// `have`)`: with the keys other transforms already need, a transform
+/// prefers the split that reuses them (`key_cost` in hoisted-rotation units).
+pub fn plan_bsgs_shared(
+    keys: &BTreeMap<usize, BTreeSet<u64>>,
+    slots: usize,
+    have: &BTreeSet<u64>,
+    key_cost: usize,
+) -> Bsgs {
+    bsgs_candidates(keys, slots)
+        .into_iter()
+        .min_by_key(|p| {
+            let (b, g) = p.rotations();
+            let new = b.union(&g).filter(|r| !have.contains(r)).count();
+            (
+                new.saturating_mul(key_cost).saturating_add(bsgs_cost(p)),
+                new,
+            )
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
