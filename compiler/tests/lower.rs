@@ -69,7 +69,9 @@ fn check(name: &str, graph: &Graph, alpha: u32, preset: Preset, samples: usize) 
         *v *= 0.9;
     }
     let want = runtime::reference::run(&approx, std::slice::from_ref(&x)).unwrap();
-    let prepared = Prepared::new(c.clone()).unwrap();
+    let mut prepared = Prepared::new(c.clone()).unwrap();
+    // Big circuits regenerate each transform's diagonals at use.
+    prepared.cache_diagonals = !c.layouts.iter().any(|l| l.cts() > 4);
     let got =
         run_samples(&prepared, &x.data, samples, 4, None).unwrap_or_else(|e| panic!("{name}: {e}"));
     let per = want[0].len() / samples;
@@ -204,6 +206,26 @@ fn grouped_and_depthwise_convolutions() {
     b.output(&y);
     let g = load_bytes(&b.to_bytes(), None).unwrap();
     check("groups", &g, 8, Preset::Levels16, 2);
+}
+
+/// Feature maps larger than a ciphertext (a 256×256 frame block spans two):
+/// the pooling rounds shift across ciphertexts with linear transforms.
+#[test]
+fn max_pooling_across_ciphertexts() {
+    use compiler::frontend::builder::OnnxBuilder;
+    let mut b = OnnxBuilder::new("big", 13, 5);
+    let x = b.input("input", &[1, 1, 130, 130]);
+    let y = b.conv("c1", &x, 2, 3, 1, 1, true);
+    let y = b.relu("r1", &y);
+    let y = b.max_pool("mp", &y, 3, 2, 1);
+    let y = b.global_avg_pool("gap", &y);
+    let y = b.flatten("flat", &y);
+    let y = b.linear("fc", &y, 3);
+    b.output(&y);
+    let g = load_bytes(&b.to_bytes(), None).unwrap();
+    let l = check("big", &g, 6, Preset::Levels16, 1);
+    assert!(l.circuit.layouts.iter().any(|l| l.cts() > 1));
+    assert!(l.circuit.regions.iter().any(|r| r.name.contains(".shift")));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod ckks;
 pub mod data;
+pub mod encrypted;
 pub mod reference;
 pub mod resources;
 pub mod simulate;

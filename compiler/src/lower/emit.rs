@@ -29,6 +29,10 @@ struct MaxRec {
     a: Src,
     b: Src,
     delta: u64,
+    /// For feature maps spanning several ciphertexts, `rot(b, δ)` is a
+    /// linear transform (region, padded layout it reads) instead of a
+    /// rotation: the shift crosses ciphertexts.
+    shift: Option<(u32, u32)>,
     /// The pair's node (the source itself when `a == b`).
     pair: usize,
     pair_edges: Option<(usize, usize)>,
@@ -269,7 +273,7 @@ pub(super) fn lower_with(
         have.extend(t.fold_rotations());
         programs.insert((r, k, i, ct), p);
     }
-    let regions: Vec<Region> = part
+    let mut regions: Vec<Region> = part
         .regions
         .iter()
         .enumerate()
@@ -299,6 +303,11 @@ pub(super) fn lower_with(
                 .collect(),
         })
         .collect();
+
+    let mut layouts = plan.layouts.clone();
+    // Shift regions of pooling rounds over several ciphertexts, by (pool
+    // input layout, δ).
+    let mut shifts: BTreeMap<(u32, u64), (u32, u32)> = BTreeMap::new();
 
     // The level graph.
     let times = Times { m: &cost, top };
@@ -364,12 +373,10 @@ pub(super) fn lower_with(
                 else {
                     return Err(unsupported(&node.name, "max-pooling needs a grid input"));
                 };
-                if *lc > 1 && plan.frame[0] * plan.frame[1] > slots {
-                    return Err(unsupported(
-                        &node.name,
-                        "max-pooling feature maps larger than one ciphertext is not implemented",
-                    ));
-                }
+                // Windows stay inside a ciphertext when every frame block
+                // does; otherwise shifts go through linear transforms.
+                let crossing = *lc > 1 && plan.frame[0] * plan.frame[1] > slots;
+                let (row, col) = (*row, *col);
                 let padded = !a.pool.pads.is_zero();
                 if padded && !is_clean(graph, xv) {
                     return Err(unsupported(
@@ -378,7 +385,12 @@ pub(super) fn lower_with(
                     ));
                 }
                 let sp = SignPlans::new(&a.sign);
-                let ops = pool_ops(a.pool.kernel, *row, *col, slots as u64);
+                let virtual_slots = if crossing {
+                    (*lc * slots) as u64
+                } else {
+                    slots as u64
+                };
+                let ops = pool_ops(a.pool.kernel, row, col, virtual_slots);
                 let mut maxes: Vec<MaxRec> = Vec::new();
                 for (mi, &(sa, sb, delta)) in ops.iter().enumerate() {
                     let src = |s: Src, maxes: &Vec<MaxRec>| match s {
@@ -386,7 +398,48 @@ pub(super) fn lower_with(
                         Src::Max(k) => maxes[k].out,
                     };
                     let (na, nb) = (src(sa, &maxes), src(sb, &maxes));
-                    let (pair, pair_edges) = if sa == sb {
+                    let shift = if crossing {
+                        let key = (plan.of[&xv], delta);
+                        Some(*shifts.entry(key).or_insert_with(|| {
+                            let (padded, shifted) =
+                                shift_layouts(&layouts[plan.of[&xv] as usize], a, delta);
+                            layouts.push(padded);
+                            layouts.push(shifted);
+                            let (lp, ls) = (layouts.len() as u32 - 2, layouts.len() as u32 - 1);
+                            regions.push(shift_region(&layouts, lp, ls, &node.name, delta, slots));
+                            (regions.len() as u32 - 1, lp)
+                        }))
+                    } else {
+                        None
+                    };
+                    let (pair, pair_edges) = if let Some((sr, _)) = shift {
+                        let p = add_node(
+                            &mut lg,
+                            &mut lbound,
+                            format!("{}.m{}.pair", node.name, mi + 1),
+                            cts,
+                            None,
+                        );
+                        let ea = lg.edge(na, p, 0, Ready::Exact, times.zero());
+                        let t = regions[sr as usize].outputs[0].transforms[0]
+                            .as_ref()
+                            .expect("shift transform");
+                        let time = times.by_level(|l| {
+                            t.per_ct
+                                .iter()
+                                .map(|b| {
+                                    cost.linear_transform(
+                                        l,
+                                        b.baby_rotations(),
+                                        b.giant_rotations(),
+                                        b.products(),
+                                    ) + cost.rescale(l)
+                                })
+                                .sum()
+                        });
+                        let eb = lg.edge(nb, p, 1, Ready::Any, time);
+                        (p, Some((ea, eb)))
+                    } else if sa == sb {
                         (na, None)
                     } else {
                         let p = add_node(
@@ -440,7 +493,8 @@ pub(super) fn lower_with(
                     maxes.push(MaxRec {
                         a: sa,
                         b: sb,
-                        delta,
+                        delta: if shift.is_some() { 0 } else { delta },
+                        shift,
                         pair,
                         pair_edges,
                         comps,
@@ -541,7 +595,7 @@ pub(super) fn lower_with(
             layout: plan.of[&out_node],
             values: vec![],
         },
-        layouts: plan.layouts.clone(),
+        layouts,
         regions,
         plains: vec![],
         layers: vec![],
@@ -634,6 +688,94 @@ pub(super) fn lower_with(
         circuit.notes.insert(k.to_string(), v);
     }
     Ok(Lowered { circuit, report })
+}
+
+/// The pool input's grid extended by the pool's padding (every position a
+/// window or a partial maximum occupies), and the same shifted by `−δ`.
+fn shift_layouts(
+    l: &ir::circuit::Layout,
+    a: &ApproxMaxPool,
+    delta: u64,
+) -> (ir::circuit::Layout, ir::circuit::Layout) {
+    let ir::circuit::Layout::Grid {
+        shape,
+        base,
+        row,
+        col,
+        cts,
+        slots,
+    } = l
+    else {
+        unreachable!("pools read grids");
+    };
+    let total = (*cts * *slots) as u64;
+    let p = a.pool.pads;
+    let back = (p.top as u64 * row + p.left as u64 * col) % total;
+    let padded_shape = [
+        shape[0],
+        shape[1] + p.top + p.bottom,
+        shape[2] + p.left + p.right,
+    ];
+    let grid = |off: u64| ir::circuit::Layout::Grid {
+        shape: padded_shape,
+        base: base
+            .iter()
+            .map(|&b| (b + 2 * total - back - off) % total)
+            .collect(),
+        row: *row,
+        col: *col,
+        cts: *cts,
+        slots: *slots,
+    };
+    (grid(0), grid(delta % total))
+}
+
+/// The identity map from the padded layout `from` to its shifted copy `to`:
+/// a rotation by δ of a tensor spread over several ciphertexts.
+fn shift_region(
+    layouts: &[ir::circuit::Layout],
+    from: u32,
+    to: u32,
+    name: &str,
+    delta: u64,
+    slots: usize,
+) -> Region {
+    let shape = layouts[from as usize].shape();
+    let mut g = Graph::new(format!("{name}.shift{delta}"));
+    let mut full = vec![1];
+    full.extend(&shape);
+    let x = g.add_input("in", full).expect("fresh graph");
+    let y = g.add("shift", Op::Identity, &[x]).expect("identity");
+    g.set_outputs(vec![y]);
+    let mut region = Region {
+        name: format!("{name}.shift{delta}"),
+        graph: g,
+        inputs: vec![from],
+        outputs: vec![],
+    };
+    let out = &layouts[to as usize];
+    let spec = TransformSpec {
+        region: &region,
+        output: 0,
+        input: 0,
+        in_layout: &layouts[from as usize],
+        out_layout: out,
+        method: Method::Diagonal,
+    };
+    let per_ct = (0..out.cts())
+        .map(|ct| {
+            let keys = spec.structure(ct).expect("an identity map expands");
+            ir::circuit::linear::plan_bsgs(&keys, slots)
+        })
+        .collect();
+    region.outputs.push(RegionOutput {
+        layout: to,
+        transforms: vec![Some(Transform {
+            method: Method::Diagonal,
+            per_ct,
+        })],
+    });
+    region
 }
 
 /// Whether a value is zero in every slot its layout does not occupy.
@@ -774,6 +916,44 @@ impl Emitter<'_> {
         } else {
             self.b.retarget(v, level, scale).map_err(Self::err)
         }
+    }
+
+    /// `rot(v, δ)` across ciphertexts: `v` declared in the padded layout,
+    /// then the shift region's transform (one level) landing at `level`
+    /// with `scale`.
+    fn shift(
+        &mut self,
+        vals: &[ValueId],
+        region: u32,
+        padded: u32,
+        level: u32,
+        scale: f64,
+    ) -> Result<Vec<ValueId>, LowerError> {
+        let src: Vec<ValueId> = vals
+            .iter()
+            .enumerate()
+            .map(|(ct, &x)| {
+                let y = self.b.drop_near(x, level + 1)?;
+                self.b.reinterpret(y, padded, ct as u32)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(Self::err)?;
+        let s_in = self.b.scale(src[0]);
+        let pt_scale = scale * self.b.q(level + 1) / s_in;
+        (0..src.len() as u32)
+            .map(|ct| {
+                let lt = self.b.push(COp::LinearTransform {
+                    inputs: src.clone(),
+                    region,
+                    output: 0,
+                    input: 0,
+                    ct,
+                    scale: pt_scale,
+                })?;
+                self.b.push(COp::Rescale { a: lt })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(Self::err)
     }
 
     fn relabel_all(&mut self, vals: &[ValueId], factor: f64) -> Result<Vec<ValueId>, LowerError> {
@@ -1005,18 +1185,25 @@ impl Emitter<'_> {
                             let pl = em.level(m.pair);
                             let sc = em.b.canonical(pl);
                             let mut sides = Vec::new();
-                            for (src, ed) in [(m.a, ea), (m.b, eb)] {
-                                let key = em.fetch(ed)?;
+                            for (side, (src, ed)) in [(m.a, ea), (m.b, eb)].into_iter().enumerate()
+                            {
+                                let mut key = em.fetch(ed)?;
+                                key.push(ValueId(side as u32));
                                 if let Some(done) = memo.get(&key) {
                                     sides.push(done.0.clone());
                                     continue;
                                 }
                                 let vals = fetch_src(em, src, ed)?;
-                                let vals = vals
-                                    .iter()
-                                    .map(|&x| em.b.retarget(x, pl, sc))
-                                    .collect::<Result<Vec<_>, _>>()
-                                    .map_err(Self::err)?;
+                                let vals = match (side, m.shift) {
+                                    (1, Some((region, padded))) => {
+                                        em.shift(&vals, region, padded, pl, sc)?
+                                    }
+                                    _ => vals
+                                        .iter()
+                                        .map(|&x| em.b.retarget(x, pl, sc))
+                                        .collect::<Result<Vec<_>, _>>()
+                                        .map_err(Self::err)?,
+                                };
                                 memo.insert(key, (vals.clone(), vec![]));
                                 sides.push(vals);
                             }

@@ -128,6 +128,68 @@ impl LinearTransform {
         })
     }
 
+    /// From diagonals already grouped and pre-rotated for their giant steps:
+    /// `groups[g][b] = rot_{−g}(diag_{g+b})` (real values), stored compactly
+    /// and encoded at `level` with `scale` when used. Zero diagonals are
+    /// skipped.
+    pub fn from_prerotated(
+        encoder: &Encoder,
+        groups: &BTreeMap<usize, BTreeMap<usize, &[f64]>>,
+        slots: usize,
+        level: usize,
+        scale: f64,
+    ) -> Result<Self, CkksError> {
+        let n = encoder.params().n();
+        let gap = n / 2 / slots;
+        let mut out: BTreeMap<usize, BTreeMap<usize, Diagonal>> = BTreeMap::new();
+        for (&g, babies) in groups {
+            if g >= slots {
+                return Err(CkksError::InvalidArgument(format!(
+                    "giant step {g} beyond {slots} slots"
+                )));
+            }
+            for (&b, values) in babies {
+                if b >= slots || values.len() != slots {
+                    return Err(CkksError::InvalidArgument(format!(
+                        "baby step {b} or a diagonal of {} values for {slots} slots",
+                        values.len()
+                    )));
+                }
+                if values.iter().all(|&v| v == 0.0) {
+                    continue;
+                }
+                let z: Vec<Complex64> = values.iter().map(|&v| Complex64::new(v, 0.0)).collect();
+                let c = encoder.encode_coeffs(&z, scale)?;
+                let d = if c.iter().all(|&x| x.unsigned_abs() < 1 << 62) {
+                    Diagonal::Compact(
+                        (0..slots)
+                            .map(|i| c[i * gap] as i64)
+                            .chain((0..slots).map(|i| c[n / 2 + i * gap] as i64))
+                            .collect(),
+                    )
+                } else {
+                    Diagonal::Encoded(extended_plaintext(encoder, &c, level))
+                };
+                out.entry(g).or_default().insert(b, d);
+            }
+        }
+        if out.is_empty() {
+            return Err(CkksError::InvalidArgument("no nonzero diagonal".into()));
+        }
+        let n1 = out
+            .values()
+            .flat_map(|g| g.keys())
+            .max()
+            .map_or(1, |&b| (b + 1).next_power_of_two());
+        Ok(LinearTransform {
+            slots,
+            n1,
+            scale,
+            level,
+            groups: out,
+        })
+    }
+
     /// From a dense `slots × slots` matrix (row-major).
     pub fn from_matrix(
         encoder: &Encoder,
