@@ -4,7 +4,12 @@
 
 use std::io::Write;
 
+/// The counting allocator is process-wide: tests that measure with it
+/// take turns, or one's allocations count against the other.
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Live-memory growth while `f` runs (this crate's counting allocator).
+/// Callers hold [`MEASURING`].
 fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let base = precis_fuzz::alloc::start_input();
     let out = f();
@@ -25,6 +30,7 @@ fn zeros_after(header: &[u8]) -> Vec<u8> {
 
 #[test]
 fn gzip_and_deflate_bombs_are_cheap() {
+    let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     // IDX labels announcing 10 bytes, followed by 256 MiB of zeros.
     let gz = zeros_after(&[0, 0, 8, 1, 0, 0, 0, 10]);
     assert!(gz.len() < BOMB / 100);
@@ -56,6 +62,7 @@ fn gzip_and_deflate_bombs_are_cheap() {
 
 #[test]
 fn huge_announced_sizes_allocate_nothing() {
+    let _turn = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     // A .npy header claiming 2^60 float32 values over 16 bytes of data.
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1152921504606846976,), }\n";
     let mut npy = b"\x93NUMPY\x01\x00".to_vec();
