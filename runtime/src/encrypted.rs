@@ -15,7 +15,7 @@
 use crate::backend::{Backend, BackendError, NodeDiagonals};
 use crate::ckks::bootstrapping::{BootstrapConfig, Bootstrapper, BootstrappingKeys};
 use crate::ckks::circuits::LinearTransform;
-use crate::ckks::keys::{galois_element_for_rotation, EvaluationKeys};
+use crate::ckks::keys::{galois_element_for_rotation, EvaluationKeys, KeyStorage};
 use crate::ckks::{
     Ciphertext, CkksError, Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters,
     PublicKey, SecretKey,
@@ -87,12 +87,29 @@ impl CircuitContext {
         sk: &SecretKey,
         circuit: &Circuit,
     ) -> Result<CircuitKeys, CkksError> {
+        self.gen_keys_as(kg, sk, circuit, self.config.galois_key_storage, &|_, _| {})
+    }
+
+    /// [`Self::gen_keys`] holding the Galois keys as `storage` (key files
+    /// record seeds only, so a key generator that writes them need not
+    /// expand them: [`KeyStorage::Seeded`] halves its memory), calling
+    /// `progress(done, total)` after each Galois key.
+    pub fn gen_keys_as(
+        &self,
+        kg: &mut KeyGenerator,
+        sk: &SecretKey,
+        circuit: &Circuit,
+        storage: KeyStorage,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<CircuitKeys, CkksError> {
         let mut evaluation = EvaluationKeys::default();
         evaluation.set_relinearization_key(kg.gen_relinearization_key(sk));
-        for (g, level) in self.galois_levels(circuit) {
+        let levels = self.galois_levels(circuit);
+        for (i, (&g, &level)) in levels.iter().enumerate() {
             let mut key = kg.gen_galois_key_at(sk, g, level);
-            key.set_storage(&self.params, self.config.galois_key_storage);
+            key.set_storage(&self.params, storage);
             evaluation.insert_galois(g, key);
+            progress(i + 1, levels.len());
         }
         let encapsulation = match &self.bootstrapper {
             Some(_) => Some(kg.gen_encapsulation_keys(sk, self.config.ephemeral_hamming_weight)?),

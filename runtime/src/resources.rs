@@ -31,6 +31,14 @@ pub fn ckks_parameters(c: &Circuit) -> Result<(Parameters, BootstrapConfig), Str
     Ok((params, config))
 }
 
+/// Peak resident memory of this process (Linux `VmHWM`), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Key and memory sizes of a circuit, in bytes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {

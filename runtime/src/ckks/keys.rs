@@ -162,6 +162,10 @@ impl EvaluationKeys {
     pub fn has_relinearization_key(&self) -> bool {
         self.relin.is_some()
     }
+    /// The Galois key for element `g`, if present.
+    pub fn galois_key(&self, g: u64) -> Option<&SwitchingKey> {
+        self.galois.get(&g)
+    }
     /// Galois elements with a key.
     pub fn galois_elements(&self) -> Vec<u64> {
         self.galois.keys().copied().collect()

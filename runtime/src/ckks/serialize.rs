@@ -100,6 +100,59 @@ fn write_container<W: Write>(w: &mut W, kind: FileKind, payload: &[u8]) -> Resul
     Ok(())
 }
 
+/// [`write_container`] streaming the payload: it is serialised once to
+/// count its bytes and once into `w` (through the checksum), so a large key
+/// file is never held in memory beside the keys.
+fn write_container_streamed<W: Write, T: Serialize>(
+    w: &mut W,
+    kind: FileKind,
+    value: &T,
+) -> Result<(), CkksError> {
+    struct Counter(u64);
+    impl Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    struct Hashing<'a, W: Write> {
+        w: &'a mut W,
+        h: Sha256,
+    }
+    impl<W: Write> Write for Hashing<'_, W> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = self.w.write(b)?;
+            self.h.update(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.w.flush()
+        }
+    }
+    let mut count = Counter(0);
+    postcard::to_io(value, &mut count)
+        .map_err(|e| CkksError::Format(format!("{}: {e}", kind.file_name())))?;
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.push(kind as u8);
+    header.push(0);
+    header.extend_from_slice(&count.0.to_le_bytes());
+    let mut hw = Hashing {
+        w,
+        h: Sha256::new(),
+    };
+    hw.write_all(&header)?;
+    postcard::to_io(value, &mut hw)
+        .map_err(|e| CkksError::Format(format!("{}: {e}", kind.file_name())))?;
+    let digest = hw.h.finalize();
+    hw.w.write_all(&digest)?;
+    Ok(())
+}
+
 /// Reads and checks the container of a file of kind `want`: magic, version,
 /// kind, a payload length of at most `max_len` bytes (checked before the
 /// payload is read, so a lying length field allocates nothing), the
@@ -626,7 +679,7 @@ pub fn save_evaluation_keys<W: Write>(
     w: &mut W,
 ) -> Result<(), CkksError> {
     let f = evaluation_keys_file(params, keys);
-    write_container(w, FileKind::EvaluationKeys, &encode(&f))
+    write_container_streamed(w, FileKind::EvaluationKeys, &f)
 }
 
 fn evaluation_keys_file(params: &Parameters, keys: &EvaluationKeys) -> EvaluationKeysFile<'static> {
@@ -648,11 +701,26 @@ pub fn load_evaluation_keys<R: Read>(
     params: &Parameters,
     r: &mut R,
 ) -> Result<EvaluationKeys, CkksError> {
+    load_evaluation_keys_as(params, r, None)
+}
+
+/// [`load_evaluation_keys`] holding every Galois key as `storage` (`None`:
+/// as the file records), whatever the writer chose: a server short of
+/// memory keeps them seeded. The file's bytes are freed before any key is
+/// expanded.
+pub fn load_evaluation_keys_as<R: Read>(
+    params: &Parameters,
+    r: &mut R,
+    storage: Option<KeyStorage>,
+) -> Result<EvaluationKeys, CkksError> {
     let kind = FileKind::EvaluationKeys;
     let payload = read_container(r, kind, UNBOUNDED)?;
     let f = decode(kind, &payload)?;
     let mut keys = evaluation_keys_from_file(params, kind, &f)?;
-    expand_evaluation_keys(params, &f, &mut keys);
+    let storages = Storages::of(&f, storage);
+    drop(f);
+    drop(payload);
+    storages.apply(params, &mut keys);
     Ok(keys)
 }
 
@@ -696,15 +764,34 @@ fn evaluation_keys_from_file(
     Ok(keys)
 }
 
-/// Expands the keys the file records as [`KeyStorage::Expanded`] (the heavy
-/// part of loading, done last).
-fn expand_evaluation_keys(params: &Parameters, f: &EvaluationKeysFile, keys: &mut EvaluationKeys) {
-    if let (Some(k), Some(file)) = (keys.relin.as_mut(), &f.relin) {
-        k.set_storage(params, file.storage);
+/// How each key of a file is to be held, noted before the file's bytes are
+/// dropped, so expanding (the heavy part of loading, done last) never
+/// holds the file beside the expanded keys.
+struct Storages {
+    relin: Option<KeyStorage>,
+    galois: Vec<(u64, KeyStorage)>,
+}
+
+impl Storages {
+    fn of(f: &EvaluationKeysFile, galois_override: Option<KeyStorage>) -> Self {
+        Storages {
+            relin: f.relin.as_ref().map(|k| k.storage),
+            galois: f
+                .galois
+                .iter()
+                .map(|(g, k)| (*g, galois_override.unwrap_or(k.storage)))
+                .collect(),
+        }
     }
-    for (g, file) in &f.galois {
-        if let Some(k) = keys.galois.get_mut(g) {
-            k.set_storage(params, file.storage);
+
+    fn apply(&self, params: &Parameters, keys: &mut EvaluationKeys) {
+        if let (Some(k), Some(s)) = (keys.relin.as_mut(), self.relin) {
+            k.set_storage(params, s);
+        }
+        for (g, s) in &self.galois {
+            if let Some(k) = keys.galois.get_mut(g) {
+                k.set_storage(params, *s);
+            }
         }
     }
 }
@@ -737,12 +824,22 @@ pub fn save_bootstrapping_keys<W: Write>(
         to_sparse_a: [words(&enc.to_sparse.a[0]), words(&enc.to_sparse.a[1])],
         to_dense: swk_file(&enc.to_dense),
     };
-    write_container(w, FileKind::BootstrappingKeys, &encode(&f))
+    write_container_streamed(w, FileKind::BootstrappingKeys, &f)
 }
 
 pub fn load_bootstrapping_keys<R: Read>(
     params: &Parameters,
     r: &mut R,
+) -> Result<BootstrappingKeys, CkksError> {
+    load_bootstrapping_keys_as(params, r, None)
+}
+
+/// [`load_bootstrapping_keys`] holding every Galois key as `storage`
+/// (`None`: as the file records); see [`load_evaluation_keys_as`].
+pub fn load_bootstrapping_keys_as<R: Read>(
+    params: &Parameters,
+    r: &mut R,
+    storage: Option<KeyStorage>,
 ) -> Result<BootstrappingKeys, CkksError> {
     let kind = FileKind::BootstrappingKeys;
     if params.p().is_empty() {
@@ -793,8 +890,12 @@ pub fn load_bootstrapping_keys<R: Read>(
         a: residues(&f.to_sparse_a, "to_sparse_a")?,
     };
     let mut to_dense = swk_from_file(params, kind, "to_dense", &f.to_dense)?;
-    expand_evaluation_keys(params, &f.evaluation, &mut evaluation);
-    to_dense.set_storage(params, f.to_dense.storage);
+    let storages = Storages::of(&f.evaluation, storage);
+    let to_dense_storage = f.to_dense.storage;
+    drop(f);
+    drop(payload);
+    storages.apply(params, &mut evaluation);
+    to_dense.set_storage(params, to_dense_storage);
     Ok(BootstrappingKeys {
         evaluation: std::sync::Arc::new(evaluation),
         encapsulation: EncapsulationKeys {

@@ -53,10 +53,7 @@ pub struct StorageComparison {
 }
 
 fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::resources::peak_rss_bytes()
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
