@@ -1,7 +1,7 @@
 //! Circuits from the command line: lowering an approximated model, reading
 //! circuit files, and the per-layer report `compile` and `inspect` print.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use compiler::lower::cost::{circuit_seconds, CostModel};
 use compiler::lower::{lower, LowerOptions, Lowered, PresetParams};
 use ir::circuit::{Circuit, Preprocessing};
@@ -20,6 +20,32 @@ pub fn parse_preset(s: &str) -> Result<Preset, String> {
             Preset::ALL.map(|p| p.name()).join(", ")
         )
     })
+}
+
+/// Refuses an insecure preset unless the user asked for one (`--insecure`).
+pub fn check_preset_allowed(preset: Preset, insecure: bool) -> Result<()> {
+    if !preset.is_secure() && !insecure {
+        bail!(
+            "preset {} is an insecure test ring: nothing encrypted with it is secret; pass --insecure to use it anyway",
+            preset.name()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a circuit compiled for insecure parameters unless the user asked
+/// for them (`--insecure`).
+pub fn check_circuit_allowed(c: &Circuit, path: &Path, insecure: bool) -> Result<()> {
+    if !c.params.secure && !insecure {
+        bail!(
+            "{}: compiled for preset {}, insecure test parameters (log2 QP = {:.0} at N = 2^{}): nothing encrypted with them is secret; pass --insecure to use them anyway",
+            path.display(),
+            c.params.preset,
+            c.params.log_qp,
+            c.params.log_n
+        );
+    }
+    Ok(())
 }
 
 /// Whether `path` starts with the circuit-file magic.

@@ -30,9 +30,13 @@ pub struct Args {
     #[arg(long = "alpha-layer", value_parser = parse_layer_alpha, requires = "alpha")]
     alpha_layer: Vec<(String, u32)>,
     /// CKKS parameters the circuit is lowered for (128-bit secure, N = 2^16):
-    /// levels16 (16 levels after each bootstrap) or levels9.
+    /// levels16 (16 levels after each bootstrap) or levels9; for tests only,
+    /// insecure-n11 (levels9's chain at N = 2^11, with --insecure).
     #[arg(long, default_value = "levels16", value_parser = parse_preset)]
     preset: Preset,
+    /// Allow an insecure test preset (nothing encrypted with it is secret).
+    #[arg(long)]
+    insecure: bool,
     /// What to write: `circuit` (the default with --alpha) or `ir` (the
     /// tensor IR: exact, or approximated with --alpha).
     #[arg(long)]
@@ -48,6 +52,7 @@ pub enum Emit {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    crate::circuits::check_preset_allowed(args.preset, args.insecure)?;
     let emit = args.emit.unwrap_or(if args.alpha.is_some() {
         Emit::Circuit
     } else {
@@ -60,7 +65,11 @@ pub fn run(args: Args) -> Result<()> {
         };
         let approx = approximate(&args, &graph, alpha)?;
         let pre = args.calib.preprocess(&args.model).ok();
-        let range = args.calib.inputs(&args.model).ok().map(|x| input_range(&x));
+        let range = args
+            .calib
+            .inputs(&args.model)
+            .ok()
+            .map(|x| input_range(&x) * args.calib.margin);
         let t = std::time::Instant::now();
         let name = args
             .model

@@ -1,68 +1,20 @@
-//! Circuits on the CKKS backend at a small, explicitly insecure ring
-//! (N = 2^11, the presets' chain shape): the encrypted result equals the
-//! simulation's within CKKS noise, bootstraps included.
+//! Circuits on the CKKS backend at the explicitly insecure test preset
+//! `insecure-n11` (levels9's chain at N = 2^11): the encrypted result
+//! equals the simulation's within CKKS noise, bootstraps included.
 
 use compiler::frontend::builder::OnnxBuilder;
 use compiler::frontend::load_bytes;
-use compiler::lower::{bootstrap_spec, lower, LowerOptions, ParamsSource};
+use compiler::lower::{lower, LowerOptions, PresetParams};
 use compiler::minimax::{Cache, Objective};
 use compiler::passes::AlphaPlan;
 use compiler::pipeline::{self, MinimaxSource, PipelineOptions};
-use ir::circuit::Params;
 use ir::Tensor;
 use runtime::backend::{execute, Prepared, Quiet};
-use runtime::ckks::bootstrapping::{BootstrapConfig, Bootstrapper};
-use runtime::ckks::{KeyGenerator, Parameters, ParametersLiteral, SecretDistribution};
+use runtime::ckks::bootstrapping::presets::Preset;
+use runtime::ckks::KeyGenerator;
 use runtime::encrypted::{CircuitContext, CkksBackend, EncryptionKey};
 use runtime::reference::synthetic::SplitMix64;
 use runtime::simulate::run_samples;
-
-const LOG_N: u32 = 11;
-const CIRCUIT_LEVELS: usize = 9;
-
-fn small_params(log_slots: u32) -> (Parameters, BootstrapConfig) {
-    let config = BootstrapConfig::new(log_slots);
-    let mut log_q = vec![60];
-    log_q.extend(std::iter::repeat_n(40, CIRCUIT_LEVELS));
-    log_q.extend(std::iter::repeat_n(40, config.stc_levels));
-    log_q.extend(std::iter::repeat_n(60, config.eval_mod_depth()));
-    log_q.extend(std::iter::repeat_n(58, config.cts_levels));
-    let dnum = log_q.len().div_ceil(6);
-    let params = Parameters::new(ParametersLiteral {
-        log_n: LOG_N,
-        log_q,
-        log_p: vec![61; 6],
-        log_scale: 40,
-        dnum,
-        secret: SecretDistribution::Ternary,
-        insecure: true,
-    })
-    .unwrap();
-    (params, config)
-}
-
-/// The small chain as the lowering sees it.
-struct Small;
-
-impl ParamsSource for Small {
-    fn max_slots(&self) -> usize {
-        1 << (LOG_N - 1)
-    }
-    fn params(&self, slots: usize) -> Result<Params, String> {
-        let (params, config) = small_params(slots.trailing_zeros());
-        let bs = Bootstrapper::new(&params, config.clone()).map_err(|e| e.to_string())?;
-        Ok(Params {
-            preset: "insecure-test-n11".into(),
-            log_n: LOG_N,
-            slots,
-            q: params.q().to_vec(),
-            fresh_level: params.max_level() as u32,
-            bootstrap: Some(bootstrap_spec(&params, bs.contract(), &config)),
-            log_qp: params.log_qp(),
-            secure: false,
-        })
-    }
-}
 
 fn inputs(shape: &[usize], n: usize, seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);
@@ -108,7 +60,7 @@ fn a_small_cnn_runs_encrypted_as_simulated() {
         &approx,
         &LowerOptions {
             name: "small".into(),
-            params: &Small,
+            params: &PresetParams(Preset::InsecureN11),
             input_range: None,
             preprocess: None,
         },
@@ -122,8 +74,8 @@ fn a_small_cnn_runs_encrypted_as_simulated() {
     let prepared = Prepared::new(c.clone()).unwrap();
     let simulated = run_samples(&prepared, &x.data, 1, 1, None).unwrap();
 
-    let (params, config) = small_params(c.params.slots.trailing_zeros());
-    let ctx = CircuitContext::with(&c, params, config).unwrap();
+    assert!(!c.params.secure);
+    let ctx = CircuitContext::new(&c).unwrap();
     let mut kg = KeyGenerator::new(&ctx.params).unwrap();
     let sk = kg.gen_secret_key();
     let pk = kg.gen_public_key(&sk);

@@ -54,7 +54,7 @@ pub struct PresetParams(pub Preset);
 
 impl ParamsSource for PresetParams {
     fn max_slots(&self) -> usize {
-        1 << 15
+        1 << (self.0.log_n() - 1)
     }
 
     fn params(&self, slots: usize) -> Result<Params, String> {

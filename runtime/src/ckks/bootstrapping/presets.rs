@@ -25,26 +25,47 @@ pub enum Preset {
     /// 16 levels of 36-bit primes after bootstrapping (output at scale 2^40):
     /// a whole α = 14 ReLU (15 levels) between two bootstraps, plus one.
     Levels16,
+    /// **Insecure**, for tests and quick trials only: `levels9`'s chain at
+    /// `N = 2^11` (1024 slots), where nothing is secret. Refused wherever
+    /// the user has not asked for insecure parameters explicitly.
+    InsecureN11,
 }
 
 impl Preset {
+    /// The 128-bit secure presets.
     pub const ALL: [Preset; 2] = [Preset::Levels9, Preset::Levels16];
 
     pub fn name(self) -> &'static str {
         match self {
             Preset::Levels9 => "levels9",
             Preset::Levels16 => "levels16",
+            Preset::InsecureN11 => "insecure-n11",
         }
     }
 
+    /// A secure preset or `insecure-n11`.
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == s)
+        Self::ALL
+            .into_iter()
+            .chain([Preset::InsecureN11])
+            .find(|p| p.name() == s)
+    }
+
+    pub fn is_secure(self) -> bool {
+        self != Preset::InsecureN11
+    }
+
+    pub fn log_n(self) -> u32 {
+        match self {
+            Preset::Levels9 | Preset::Levels16 => 16,
+            Preset::InsecureN11 => 11,
+        }
     }
 
     /// Circuit levels left after bootstrapping.
     pub fn circuit_levels(self) -> usize {
         match self {
-            Preset::Levels9 => 9,
+            Preset::Levels9 | Preset::InsecureN11 => 9,
             Preset::Levels16 => 16,
         }
     }
@@ -60,6 +81,7 @@ impl Preset {
         match self {
             Preset::Levels9 => (40, 40, 58, 7),
             Preset::Levels16 => (36, 41, 56, 4),
+            Preset::InsecureN11 => (40, 40, 58, 6),
         }
     }
 
@@ -71,7 +93,7 @@ impl Preset {
     /// primes give its plaintexts the bits that the higher scale would take.
     fn output_log_scale(self) -> Option<u32> {
         match self {
-            Preset::Levels9 => None,
+            Preset::Levels9 | Preset::InsecureN11 => None,
             Preset::Levels16 => Some(40),
         }
     }
@@ -84,7 +106,7 @@ impl Preset {
     /// above the timing noise (BENCHMARKS.md).
     fn galois_key_storage(self) -> KeyStorage {
         match self {
-            Preset::Levels9 => KeyStorage::Expanded,
+            Preset::Levels9 | Preset::InsecureN11 => KeyStorage::Expanded,
             Preset::Levels16 => KeyStorage::Seeded,
         }
     }
@@ -103,13 +125,13 @@ impl Preset {
         // Digits of at most `specials` primes, so that P (61-bit primes) exceeds each.
         let dnum = log_q.len().div_ceil(specials);
         let literal = ParametersLiteral {
-            log_n: 16,
+            log_n: self.log_n(),
             log_q,
             log_p: vec![61; specials],
             log_scale: circuit_bits,
             dnum,
             secret: SecretDistribution::Ternary,
-            insecure: false,
+            insecure: !self.is_secure(),
         };
         (literal, config)
     }
