@@ -15,6 +15,11 @@ pub enum BenchWhat {
     /// The reference executor against tract's own execution of the same
     /// ONNX model, same inputs, same run.
     Reference(ReferenceBench),
+    /// One encrypted inference of a test image, timed: key generation,
+    /// encryption, evaluation by layer and by kind (linear transforms,
+    /// polynomials, bootstraps) next to the circuit's cost estimates,
+    /// decryption; bootstraps; peak memory.
+    E2e(crate::cmd_crypto::E2eArgs),
 }
 
 #[derive(Args)]
@@ -212,6 +217,10 @@ pub fn run(what: BenchWhat) -> Result<()> {
             ckks(args)
         }
         BenchWhat::Reference(args) => reference(args),
+        BenchWhat::E2e(args) => {
+            runtime::ckks::allocator::tune_for_large_polynomials();
+            crate::cmd_crypto::bench_e2e(args)
+        }
     }
 }
 
