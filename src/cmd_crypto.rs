@@ -648,10 +648,18 @@ pub struct RunArgs {
     /// Parameter preset when compiling an ONNX model.
     #[arg(long, default_value = "levels16", value_parser = crate::circuits::parse_preset)]
     preset: runtime::ckks::bootstrapping::presets::Preset,
-    /// Preprocessed samples (.npy); default: Fashion-MNIST test images.
-    #[arg(long)]
+    /// Preprocessed samples (.npy, batched on the first axis).
+    #[arg(long, conflicts_with = "data")]
     input: Option<PathBuf>,
-    /// How many samples (from the first).
+    /// Labelled samples: `fashion-mnist` (the test split, preprocessed as
+    /// MODEL.json or the circuit says) or an .npz of preprocessed inputs
+    /// `x` and integer labels `y`.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// The first sample.
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    /// How many samples.
     #[arg(long, default_value_t = 1)]
     limit: usize,
     #[arg(long)]
@@ -693,6 +701,37 @@ fn circuit_for(
     Ok((l.circuit, t0.elapsed().as_secs_f64()))
 }
 
+/// Samples `skip..skip + limit` of an .npz with inputs `x` and labels `y`.
+fn npz_samples(path: &Path, skip: usize, limit: usize) -> Result<Samples> {
+    let arrays = crate::model::read_npz(path)?;
+    let get = |k: &str| {
+        crate::model::npz_array(&arrays, path, k).context("expected 'x' inputs and 'y' labels")
+    };
+    let (x, y) = (get("x")?, get("y")?);
+    let n = x.shape.first().copied().unwrap_or(0);
+    if y.data.len() != n {
+        bail!("{}: {} labels for {n} inputs", path.display(), y.data.len());
+    }
+    if skip >= n {
+        bail!("--index {skip}: {} holds {n} samples", path.display());
+    }
+    let end = (skip + limit).min(n);
+    let per = x.data.len() / n;
+    let mut labels = Vec::new();
+    for &l in &y.data[skip..end] {
+        if !(0.0..=255.0).contains(&l) || l.fract() != 0.0 {
+            bail!("{}: label {l} is not a class index", path.display());
+        }
+        labels.push(Some(l as u8));
+    }
+    Ok((
+        (skip..end)
+            .map(|i| x.data[i * per..(i + 1) * per].to_vec())
+            .collect(),
+        labels,
+    ))
+}
+
 /// Preprocessed inputs and their labels (where known).
 type Samples = (Vec<Vec<f32>>, Vec<Option<u8>>);
 
@@ -708,7 +747,13 @@ fn samples_for(
     calib: &crate::model::CalibArgs,
 ) -> Result<Samples> {
     if let Some(p) = input {
-        let rows = (skip..skip + limit)
+        let n = runtime::data::npy::read(p)
+            .map_err(|e| anyhow!("{e}"))?
+            .shape
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let rows = (skip..(skip + limit).min(n.max(skip + 1)))
             .map(|i| read_input(c, p, i, false))
             .collect::<Result<Vec<_>>>()?;
         let n = rows.len();
@@ -761,14 +806,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     let quiet = is_quiet(args.json);
     crate::circuits::check_preset_allowed(args.preset, args.insecure)?;
     let (c, compile_s) = circuit_for(&args.model, args.alpha, args.preset, &args.calib, quiet)?;
-    let (x, labels) = samples_for(
-        &c,
-        &args.model,
-        args.input.as_deref(),
-        0,
-        args.limit,
-        &args.calib,
-    )?;
+    let (x, labels) = match (&args.input, args.data.as_str()) {
+        (None, d) if d != "fashion-mnist" => npz_samples(Path::new(d), args.index, args.limit)?,
+        (input, _) => samples_for(
+            &c,
+            &args.model,
+            input.as_deref(),
+            args.index,
+            args.limit,
+            &args.calib,
+        )?,
+    };
     let ctx = context(&c, &args.model, args.insecure)?;
     if !quiet {
         eprintln!(

@@ -324,7 +324,10 @@ fn run_and_bench_e2e_classify_test_images_from_a_circuit_file() {
     assert_eq!(b["encrypted_class"], b["simulated_class"], "{b}");
     assert!(b["bootstraps"].as_u64().unwrap() > 0);
     let layers = b["layers"].as_array().unwrap();
-    let boots: u64 = layers.iter().map(|l| l["bootstraps"].as_u64().unwrap()).sum();
+    let boots: u64 = layers
+        .iter()
+        .map(|l| l["bootstraps"].as_u64().unwrap())
+        .sum();
     assert_eq!(boots, b["bootstraps"].as_u64().unwrap());
     let measured: f64 = layers
         .iter()
@@ -335,4 +338,25 @@ fn run_and_bench_e2e_classify_test_images_from_a_circuit_file() {
     // Without --insecure, a circuit for the test ring is refused.
     let refused = one_line_error(&precis(&["bench", "e2e", s(&circuit)]));
     assert!(refused.contains("insecure"), "{refused}");
+}
+
+/// The README's main job at 128-bit security (`levels16`, N = 2^16): the
+/// shipped LeNet-5 classifies a Fashion-MNIST test image encrypted as the
+/// simulation does, within a few times the noisy simulation's predicted
+/// logit error. Minutes and ~14 GiB: `cargo test --release -- --ignored`.
+#[test]
+#[ignore]
+fn lenet5_encrypted_end_to_end_at_128_bits() {
+    let dir = tmp_dir("cli-encrypted-lenet5");
+    std::env::set_var("PRECIS_CACHE", dir.join("cache"));
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/lenet5.onnx");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["run", s(&model), "--limit", "2", "--json"])).unwrap();
+    assert_eq!(v["preset"], "levels16", "{v}");
+    assert_eq!(v["agree_with_simulation"], 2, "{v}");
+    for row in v["samples"].as_array().unwrap() {
+        let diff = row["max_logit_diff"].as_f64().unwrap();
+        let predicted = row["noise_predicted_max_logit_diff"].as_f64().unwrap();
+        assert!(diff < 4.0 * predicted && diff < 1e-3, "{row}");
+    }
 }
