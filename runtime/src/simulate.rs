@@ -536,7 +536,7 @@ impl Backend for Simulator {
 fn gaussian_table() -> &'static [f64] {
     static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut rng = SplitMix(0x5eed_0f_5ca1e);
+        let mut rng = SplitMix(0x05ee_d0f5_ca1e);
         (0..1 << 20).map(|_| rng.gaussian()).collect()
     })
 }
