@@ -47,6 +47,8 @@ pub mod serialize;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_polynomial;
 
 pub use encoding::{Encoder, Plaintext};
 pub use encryption::{Ciphertext, Decryptor, Encryptor};

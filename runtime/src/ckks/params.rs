@@ -1,6 +1,8 @@
 //! CKKS parameters: ring degree, generated prime chains, default scale,
 //! hybrid key-switching decomposition, secret distribution, and the check
-//! against the homomorphic-encryption standard's 128-bit security table.
+//! against the 128-bit security bounds: the homomorphic-encryption
+//! standard's table for uniform ternary secrets, the sparse-secret bounds
+//! for fixed-weight ones.
 
 use super::ring::{primes::generate_primes, RingContext};
 use super::CkksError;
@@ -31,11 +33,57 @@ pub fn max_log_qp_128(log_n: u32) -> Option<f64> {
     })
 }
 
+/// Largest `log2(QP)` for 128-bit classical security with a sparse ternary
+/// secret of Hamming weight `h ≥ 192` ([`MIN_SECURE_HAMMING_WEIGHT`]) and
+/// σ ≈ 3.2, for `log2 N = 15..=17`; `None` where no bound is published.
+///
+/// Sparse secrets are weaker than the standard's uniform ternary ones: the
+/// hybrid dual and primal meet-in-the-middle attacks of Cheon, Hhan, Hong
+/// and Son (IEEE Access 2019, eprint 2019/1114) and Son and Cheon (WAHC
+/// 2019, eprint 2019/1019) guess the few nonzero coefficients, so the same
+/// modulus buys fewer bits. The bounds are the largest moduli of the
+/// published `h = 192` parameter sets: OpenFHE's `N = 2^15`, `2^17`
+/// (767, 3104 bits) and OpenFHE's and Lattigo v6's `N = 2^16` bootstrapping
+/// sets (`N16QP1553H192H32`, 1553 bits; Bossuat, Troncoso-Pastoriza and
+/// Hubaux, eprint 2022/024), which the lattice estimator puts at 134.3,
+/// 135.3 and 134.0 bits (HomomorphicEncryption.org's SparseLWEkit tables).
+/// They are 12–13 % below the dense bounds (881, 1772, 3544). A larger
+/// weight is at least as secure (the guessing attacks get costlier), so
+/// the `h = 192` bound serves every fixed weight `h ≥ 192`.
+pub fn max_log_qp_128_sparse(log_n: u32) -> Option<f64> {
+    Some(match log_n {
+        15 => 767.0,
+        16 => 1553.0,
+        17 => 3104.0,
+        _ => return None,
+    })
+}
+
 /// Smallest Hamming weight accepted for a sparse secret without the insecure
-/// flag. Project policy: the standard's table covers uniform ternary secrets
-/// only; 192 is the weight used with `N = 2^16` by the sparse-secret
-/// bootstrapping literature this project follows.
+/// flag: the weight of the published sparse-secret bounds
+/// ([`max_log_qp_128_sparse`]).
 pub const MIN_SECURE_HAMMING_WEIGHT: usize = 192;
+
+/// The largest `log2(QP)` that keeps 128-bit security for `secret` at
+/// `N = 2^log_n`, or why there is none.
+pub fn max_log_qp_128_for(log_n: u32, secret: SecretDistribution) -> Result<f64, String> {
+    match secret {
+        SecretDistribution::Ternary => {
+            max_log_qp_128(log_n).ok_or_else(|| format!("no 128-bit bound at N = 2^{log_n}"))
+        }
+        SecretDistribution::FixedHammingWeight(h) if h < MIN_SECURE_HAMMING_WEIGHT => Err(format!(
+            "secret Hamming weight {h} below {MIN_SECURE_HAMMING_WEIGHT}"
+        )),
+        SecretDistribution::FixedHammingWeight(h) => {
+            max_log_qp_128_sparse(log_n).ok_or_else(|| {
+                format!(
+                    "no published 128-bit bound for a sparse secret (Hamming weight {h}) at \
+                     N = 2^{log_n} (only N = 2^15..=2^17); use a uniform ternary secret"
+                )
+            })
+        }
+    }
+}
 
 /// Most `Q` primes a parameter set may have (the deepest preset has 37).
 pub const MAX_Q_PRIMES: usize = 64;
@@ -167,19 +215,19 @@ impl Parameters {
         }
 
         if !l.insecure {
-            let max = max_log_qp_128(l.log_n).expect("log_n checked");
+            let max = max_log_qp_128_for(l.log_n, l.secret).map_err(CkksError::Insecure)?;
             if log_qp > max {
+                let secret = match l.secret {
+                    SecretDistribution::Ternary => "a uniform ternary secret".to_string(),
+                    SecretDistribution::FixedHammingWeight(h) => {
+                        format!("a sparse secret (Hamming weight {h})")
+                    }
+                };
                 return Err(CkksError::Insecure(format!(
-                    "log2(QP) = {log_qp:.1} exceeds {max} allowed for 128-bit security at N = 2^{}",
+                    "log2(QP) = {log_qp:.1} exceeds {max} allowed for 128-bit security with \
+                     {secret} at N = 2^{}",
                     l.log_n
                 )));
-            }
-            if let SecretDistribution::FixedHammingWeight(h) = l.secret {
-                if h < MIN_SECURE_HAMMING_WEIGHT {
-                    return Err(CkksError::Insecure(format!(
-                        "secret Hamming weight {h} below {MIN_SECURE_HAMMING_WEIGHT}"
-                    )));
-                }
             }
         }
 
@@ -243,11 +291,7 @@ impl Parameters {
     }
     /// Whether these parameters pass the 128-bit check (regardless of the flag).
     pub fn is_secure(&self) -> bool {
-        max_log_qp_128(self.log_n()).is_some_and(|m| self.0.log_qp <= m)
-            && match self.secret() {
-                SecretDistribution::Ternary => true,
-                SecretDistribution::FixedHammingWeight(h) => h >= MIN_SECURE_HAMMING_WEIGHT,
-            }
+        max_log_qp_128_for(self.log_n(), self.secret()).is_ok_and(|m| self.0.log_qp <= m)
     }
     pub(crate) fn p_mod_q(&self) -> &[u64] {
         &self.0.p_mod_q

@@ -321,6 +321,78 @@ fn ckks_insecure_parameters_are_refused_by_default() {
 }
 
 #[test]
+fn ckks_sparse_secrets_are_held_to_the_sparse_bound() {
+    use super::params::{max_log_qp_128, max_log_qp_128_sparse};
+    // N = 2^16, 60 + 24×50-bit Q primes and five 60-bit specials: log2(QP)
+    // ≈ 1560, above the h = 192 bound (1553) and below the dense one (1772).
+    let above = ParametersLiteral {
+        log_n: 16,
+        log_q: std::iter::once(60)
+            .chain(std::iter::repeat_n(50, 24))
+            .collect(),
+        log_p: vec![60; 5],
+        log_scale: 50,
+        dnum: 5,
+        secret: SecretDistribution::FixedHammingWeight(192),
+        insecure: false,
+    };
+    let dense = Parameters::new(ParametersLiteral {
+        secret: SecretDistribution::Ternary,
+        ..above.clone()
+    })
+    .unwrap();
+    let log_qp = dense.log_qp();
+    assert!(
+        log_qp > max_log_qp_128_sparse(16).unwrap() && log_qp <= max_log_qp_128(16).unwrap(),
+        "{log_qp}"
+    );
+    assert!(dense.is_secure(), "passes the dense bound");
+    for h in [192, 256, 4096] {
+        let sparse = ParametersLiteral {
+            secret: SecretDistribution::FixedHammingWeight(h),
+            ..above.clone()
+        };
+        match Parameters::new(sparse.clone()) {
+            Err(CkksError::Insecure(m)) => {
+                assert!(m.contains("1553") && m.contains("sparse"), "{m}")
+            }
+            other => panic!("h = {h}: {other:?}"),
+        }
+        let flagged = Parameters::new(ParametersLiteral {
+            insecure: true,
+            ..sparse
+        })
+        .unwrap();
+        assert!(!flagged.is_secure(), "h = {h}");
+    }
+    // Ten bits less (the last Q prime of 40 bits): within the sparse bound.
+    let mut below = above.clone();
+    *below.log_q.last_mut().unwrap() = 40;
+    let ok = Parameters::new(below).unwrap();
+    assert!(ok.log_qp() <= 1553.0 && ok.is_secure(), "{}", ok.log_qp());
+    // No published sparse bound below N = 2^15: refused, however small QP.
+    let small = ParametersLiteral {
+        log_n: 14,
+        log_q: vec![50, 40],
+        log_p: vec![60],
+        log_scale: 40,
+        dnum: 2,
+        secret: SecretDistribution::FixedHammingWeight(192),
+        insecure: false,
+    };
+    match Parameters::new(small.clone()) {
+        Err(CkksError::Insecure(m)) => assert!(m.contains("no published"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(Parameters::new(ParametersLiteral {
+        secret: SecretDistribution::Ternary,
+        ..small
+    })
+    .unwrap()
+    .is_secure());
+}
+
+#[test]
 fn ckks_benchmark_parameters_meet_128_bit_security() {
     // The benchmark set (N = 2^16, 25 Q limbs of 60 + 24×50 bits) with the
     // special primes it uses must pass without the insecure flag.

@@ -105,7 +105,7 @@ impl Evaluator {
         approx: &CosineApprox,
         scale: f64,
     ) -> Result<Ciphertext, CkksError> {
-        let mut c = self.evaluate_chebyshev(ct, &approx.poly, scale)?;
+        let mut c = self.evaluate_chebyshev_in_depth(ct, &approx.poly, scale)?;
         for _ in 0..approx.double_angle {
             let sq = self.mul_relin(&c, &c)?;
             let twice = self.mul_int(&sq, 2);

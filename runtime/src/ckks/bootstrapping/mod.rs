@@ -545,7 +545,7 @@ impl Bootstrapper {
             // Reinterpret s as s/a (free), then arcsin(s)/a ≈ y + a²y³/6.
             let sc = s.scale() * self.config.sine_bound();
             s.set_scale(sc);
-            s = eval.evaluate_chebyshev(&s, p, self.eval_scale)?;
+            s = eval.evaluate_chebyshev_in_depth(&s, p, self.eval_scale)?;
         }
         Ok(s)
     }

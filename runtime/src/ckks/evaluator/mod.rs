@@ -41,7 +41,7 @@ impl Evaluator {
             .ok_or_else(|| CkksError::MissingKey("no evaluation keys loaded".into()))
     }
 
-    fn check_scales(a: f64, b: f64) -> Result<(), CkksError> {
+    pub(crate) fn check_scales(a: f64, b: f64) -> Result<(), CkksError> {
         if ((a - b) / a).abs() > SCALE_TOLERANCE {
             return Err(CkksError::Mismatch(format!(
                 "scales differ: 2^{:.6} vs 2^{:.6}",
@@ -157,13 +157,19 @@ impl Evaluator {
     }
 
     /// Residues of `round(v)` modulo every `Q` prime up to `level`.
-    fn const_residues(&self, v: f64, level: usize) -> Result<Vec<u64>, CkksError> {
+    /// `round(v)`, if it is finite and below `2^120` in magnitude.
+    pub(crate) fn check_constant(v: f64) -> Result<f64, CkksError> {
         let r = v.round();
         if !r.is_finite() || r.abs() >= 2f64.powi(120) {
             return Err(CkksError::InvalidArgument(format!(
                 "constant {v} out of range"
             )));
         }
+        Ok(r)
+    }
+
+    fn const_residues(&self, v: f64, level: usize) -> Result<Vec<u64>, CkksError> {
+        let r = Self::check_constant(v)?;
         let ring = self.params.ring();
         Ok((0..=level)
             .map(|i| ring.modulus(i).reduce_i128(r as i128))
