@@ -5,14 +5,23 @@
 //! Calibration (BENCHMARKS.md, 2-core AMD EPYC, one thread, 25 limbs, the
 //! `bench ckks` run of 2026-12-02): multiply + relinearise 108–122 ms,
 //! rotate 129–148 ms, rescale 25–27 ms, plaintext multiply 6–7 ms, encode
-//! 14–19 ms; additions ~2 ms. Bootstrapping (`bench bootstrap`, 2 threads,
-//! steady state): `levels9` 10.5–12.3 s full slots, 7.8–10.1 s sparse;
-//! `levels16` 15.4–20.5 s full slots, 14.4–18.1 s sparse. Two threads are
+//! 14–19 ms; additions ~2 ms. Bootstrapping at full slots from `bench
+//! bootstrap` (2 threads, steady state: `levels9` 10.5–12.3 s, `levels16`
+//! 15.4–20.5 s); at fewer slots from the bootstraps of encrypted circuit
+//! runs (`precis run`, 2026-12-03: `levels16` 9.8 s at 2^13 slots, 16.0 s
+//! at 2^14; `levels9` 7.5 s at 2^14). Two threads are
 //! taken to run the other operations 1.8× faster than one. Linear
 //! transforms are costed as double-hoisted BSGS: one decomposition per
 //! input, a hoisted baby rotation at about a third of a rotation, a full
 //! rotation per giant step, and one encoding plus one product per diagonal
 //! (diagonals are encoded at use).
+
+#[derive(Clone, Copy)]
+enum Packing {
+    Full,
+    Half,
+    Smaller,
+}
 
 /// Seconds of CKKS operations, 2 threads.
 #[derive(Clone, Debug)]
@@ -32,12 +41,25 @@ pub struct CostModel {
 impl CostModel {
     /// The model for a preset name and slot count.
     pub fn for_preset(preset: &str, slots: usize, max_slots: usize) -> Self {
-        let full = slots >= max_slots;
-        let bootstrap = match (preset, full) {
-            ("levels9", true) => 11.4,
-            ("levels9", false) => 9.0,
-            ("levels16", true) => 17.9,
-            ("levels16", false) => 16.3,
+        // Sparse packing bootstraps 2·slots real values as slots complex
+        // ones: a quarter of the ring's slots costs about what full
+        // packing does, fewer cost less.
+        let packing = if slots >= max_slots {
+            Packing::Full
+        } else if 2 * slots >= max_slots {
+            Packing::Half
+        } else {
+            Packing::Smaller
+        };
+        let bootstrap = match (preset, packing) {
+            ("levels9", Packing::Full) => 11.4,
+            ("levels9", Packing::Half) => 7.5,
+            // Not measured in a circuit: 7.5 s scaled by `bench
+            // bootstrap`'s 2^13 / 2^14 ratio (8.92 / 10.06).
+            ("levels9", Packing::Smaller) => 6.7,
+            ("levels16", Packing::Full) => 17.9,
+            ("levels16", Packing::Half) => 16.0,
+            ("levels16", Packing::Smaller) => 9.8,
             // insecure-n11: levels9's chain at N = 2^11, its costs scaled
             // by N (not measured: a test ring).
             ("insecure-n11", _) => 11.4,
