@@ -526,6 +526,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     )?;
     let t = Instant::now();
     let keys = load_eval_keys(&args.eval_keys, &ctx, &c, args.key_storage)?;
+    runtime::ckks::allocator::release_free_memory();
     let load_s = t.elapsed().as_secs_f64();
     let prepared = Prepared::new(c).map_err(|e| anyhow!("{e}"))?;
     let backend = CkksBackend::new(&ctx, &keys);
@@ -837,6 +838,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         })
         .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
+    runtime::ckks::allocator::release_free_memory();
     let keygen_s = t.elapsed().as_secs_f64();
     let mut prepared = Prepared::new(c.clone()).map_err(|e| anyhow!("{e}"))?;
     // Diagonals are made (and encoded) at use: never all held at once.
@@ -1062,6 +1064,7 @@ fn bench_e2e_in_pool(args: &E2eArgs, threads: usize) -> Result<()> {
         })
         .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
+    runtime::ckks::allocator::release_free_memory();
     let keygen_s = t.elapsed().as_secs_f64();
 
     let mut prepared = Prepared::new(c.clone()).map_err(|e| anyhow!("{e}"))?;

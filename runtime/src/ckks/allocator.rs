@@ -33,3 +33,17 @@ pub fn tune_for_large_polynomials() {
         }
     }
 }
+
+/// Returns the heap's free pages to the kernel (glibc's `malloc_trim`):
+/// with the settings above, the temporaries of key generation or of
+/// reading a key file stay resident otherwise, on top of the keys, for the
+/// rest of the run. Call after such a phase. Does nothing off glibc.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only returns free memory to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
