@@ -283,6 +283,33 @@ fn key_bar(galois: usize, quiet: bool) -> ProgressBar {
     pb
 }
 
+/// A secret key and the circuit's evaluation keys (Galois keys held as
+/// `storage`), with a progress bar; the temporaries go back to the kernel.
+fn gen_keys(
+    ctx: &CircuitContext,
+    c: &Circuit,
+    storage: KeyStorage,
+    quiet: bool,
+) -> Result<(SecretKey, CircuitKeys)> {
+    let mut kg = KeyGenerator::new(&ctx.params).map_err(|e| anyhow!("{e}"))?;
+    let sk = kg.gen_secret_key();
+    let bar = key_bar(ctx.galois_levels(c).len(), quiet);
+    let keys = ctx
+        .gen_keys_as(&mut kg, &sk, c, storage, &|i, _| bar.set_position(i as u64))
+        .map_err(|e| anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    runtime::ckks::allocator::release_free_memory();
+    Ok((sk, keys))
+}
+
+/// `c` prepared for the CKKS backend: diagonals made (and encoded) at use,
+/// never all held at once.
+fn prepared_uncached(c: &Circuit) -> Result<Prepared> {
+    let mut prepared = Prepared::new(c.clone()).map_err(|e| anyhow!("{e}"))?;
+    prepared.cache_diagonals = false;
+    Ok(prepared)
+}
+
 #[derive(clap::Args)]
 pub struct KeygenArgs {
     /// The circuit file.
@@ -528,7 +555,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let keys = load_eval_keys(&args.eval_keys, &ctx, &c, args.key_storage)?;
     runtime::ckks::allocator::release_free_memory();
     let load_s = t.elapsed().as_secs_f64();
-    let prepared = Prepared::new(c).map_err(|e| anyhow!("{e}"))?;
+    // One pass over the nodes: a cached diagonal would never be read again.
+    let prepared = prepared_uncached(&c)?;
     let backend = CkksBackend::new(&ctx, &keys);
     let bar = Bar::new(&prepared.circuit, "evaluate", is_quiet(args.json));
     let t = Instant::now();
@@ -829,20 +857,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
     let t = Instant::now();
-    let mut kg = KeyGenerator::new(&ctx.params).map_err(|e| anyhow!("{e}"))?;
-    let sk = kg.gen_secret_key();
-    let bar = key_bar(ctx.galois_levels(&c).len(), quiet);
-    let keys = ctx
-        .gen_keys_as(&mut kg, &sk, &c, ctx.config.galois_key_storage, &|i, _| {
-            bar.set_position(i as u64)
-        })
-        .map_err(|e| anyhow!("{e}"))?;
-    bar.finish_and_clear();
-    runtime::ckks::allocator::release_free_memory();
+    let (sk, keys) = gen_keys(&ctx, &c, ctx.config.galois_key_storage, quiet)?;
     let keygen_s = t.elapsed().as_secs_f64();
-    let mut prepared = Prepared::new(c.clone()).map_err(|e| anyhow!("{e}"))?;
-    // Diagonals are made (and encoded) at use: never all held at once.
-    prepared.cache_diagonals = false;
+    let prepared = prepared_uncached(&c)?;
     let backend = CkksBackend::new(&ctx, &keys);
     let layout = &c.layouts[c.input.layout as usize];
     let estimated = estimated_node_seconds(&c);
@@ -1055,20 +1072,10 @@ fn bench_e2e_in_pool(args: &E2eArgs, threads: usize) -> Result<()> {
     check_range(&c, &x[0], &format!("test image {}", args.index))?;
 
     let t = Instant::now();
-    let mut kg = KeyGenerator::new(&ctx.params).map_err(|e| anyhow!("{e}"))?;
-    let sk = kg.gen_secret_key();
-    let bar = key_bar(ctx.galois_levels(&c).len(), quiet);
-    let keys = ctx
-        .gen_keys_as(&mut kg, &sk, &c, ctx.config.galois_key_storage, &|i, _| {
-            bar.set_position(i as u64)
-        })
-        .map_err(|e| anyhow!("{e}"))?;
-    bar.finish_and_clear();
-    runtime::ckks::allocator::release_free_memory();
+    let (sk, keys) = gen_keys(&ctx, &c, ctx.config.galois_key_storage, quiet)?;
     let keygen_s = t.elapsed().as_secs_f64();
 
-    let mut prepared = Prepared::new(c.clone()).map_err(|e| anyhow!("{e}"))?;
-    prepared.cache_diagonals = false;
+    let prepared = prepared_uncached(&c)?;
     let backend = CkksBackend::new(&ctx, &keys);
     let data: Vec<f64> = x[0].iter().map(|&v| v as f64).collect();
     let t = Instant::now();
