@@ -138,15 +138,20 @@ pub fn print_report(
 ) -> Result<()> {
     writeln!(
         out,
-        "{:<36} {:<18} {:>5} {:>6} {:>4} {:>5} {:>6} {:>6} {:>6}",
-        "layer", "op", "L in", "L out", "cts", "boot", "rot", "ptx×", "ctx×"
+        "{:<36} {:<18} {:>3} {:>5} {:>6} {:>4} {:>5} {:>6} {:>6} {:>6}",
+        "layer", "op", "α", "L in", "L out", "cts", "boot", "rot", "ptx×", "ctx×"
     )?;
     for l in c.layer_summaries() {
+        let alpha = c
+            .notes
+            .get(&ir::circuit::alpha_note(&l.name))
+            .map_or("", String::as_str);
         writeln!(
             out,
-            "{:<36} {:<18} {:>5} {:>6} {:>4} {:>5} {:>6} {:>6} {:>6}",
+            "{:<36} {:<18} {:>3} {:>5} {:>6} {:>4} {:>5} {:>6} {:>6} {:>6}",
             l.name,
             l.op,
+            alpha,
             l.level_in,
             l.level_out,
             l.ciphertexts,

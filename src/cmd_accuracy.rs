@@ -29,11 +29,14 @@ pub struct Args {
     #[arg(long)]
     limit: Option<usize>,
     /// Also evaluate the approximated model at these precisions: `14`,
-    /// `7..14` (inclusive) or `7,10,14`.
+    /// `7..14` (inclusive) or `7,10,14`; or `auto`: α per layer chosen by
+    /// the search on training data (see `compile --alpha auto`).
     #[arg(long)]
     alpha: Option<String>,
     #[command(flatten)]
     calib: CalibArgs,
+    #[command(flatten)]
+    auto: crate::auto_alpha::AutoArgs,
     /// Samples per executor batch.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -209,7 +212,10 @@ struct CircuitRow {
 
 #[derive(Serialize)]
 struct AlphaRow {
+    /// The uniform α, or the ladder's top for a per-layer plan.
     alpha: u32,
+    /// Per-layer α (a plan chosen by `--alpha auto`); empty when uniform.
+    per_layer: std::collections::BTreeMap<String, u32>,
     degrees: Vec<usize>,
     relu_depth: u32,
     accuracy: f64,
@@ -230,6 +236,8 @@ struct Report {
     margin: Option<f64>,
     calibration: Option<Calibration>,
     approximated: Vec<AlphaRow>,
+    /// The search behind `--alpha auto`.
+    search: Option<compiler::precision::SearchReport>,
 }
 
 /// Runs `graph` on every batch; returns accuracy, images/s, the ranges and
@@ -383,12 +391,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let auto = args.alpha.as_deref() == Some("auto");
     let alphas = args
         .alpha
         .as_deref()
+        .filter(|_| !auto)
         .map(parse_alphas)
         .transpose()
-        .map_err(|e| anyhow!("--alpha: {e}"))?;
+        .map_err(|e| anyhow!("--alpha: {e}"))?
+        .or(auto.then(Vec::new));
     let pre = args.calib.preprocess(&args.model)?;
     let graph = crate::model::load_onnx(&args.model, Some(pre.input_shape.clone()))?;
     if graph.inputs().len() != 1 || graph.outputs().len() != 1 {
@@ -413,6 +424,7 @@ pub fn run(args: Args) -> Result<()> {
         margin: None,
         calibration: None,
         approximated: Vec::new(),
+        search: None,
     };
     if let Some(alphas) = alphas {
         let calib = args.calib.inputs(&args.model)?;
@@ -422,13 +434,31 @@ pub fn run(args: Args) -> Result<()> {
         let prepared = pipeline::prepare(&graph, batches(&calib, args.batch), args.calib.margin)?;
         progress.advance(1);
         let source = MinimaxSource::default();
-        for alpha in alphas {
-            let stages =
-                pipeline::approximate_prepared(&prepared, &AlphaPlan::uniform(alpha), &source)?;
+        let mut plans: Vec<(String, AlphaPlan)> = alphas
+            .into_iter()
+            .map(|a| (format!("α = {a}"), AlphaPlan::uniform(a)))
+            .collect();
+        if auto {
+            let mut out = std::io::stdout();
+            let r = crate::auto_alpha::search(
+                &prepared,
+                args.preset,
+                &args.auto,
+                &args.calib,
+                &pre,
+                args.json,
+                &mut out,
+            )?;
+            plans.push(("α auto".into(), r.plan()));
+            report.search = Some(r);
+        }
+        for (label, plan) in plans {
+            let alpha = plan.default;
+            let stages = pipeline::approximate_prepared(&prepared, &plan, &source)?;
             let approx = stages.output();
             let sign = source_sign(approx);
-            let (acc, rate, ranges, logits) =
-                evaluate(approx, &data, args.batch, &format!("α = {alpha}"))?;
+            let relu_depth = max_depth(approx);
+            let (acc, rate, ranges, logits) = evaluate(approx, &data, args.batch, &label)?;
             let circuit = if args.circuit {
                 Some(evaluate_circuit(
                     &args, approx, &data, &logits, exact, &pre, &calib,
@@ -447,10 +477,16 @@ pub fn run(args: Args) -> Result<()> {
                     overflows: l.overflows,
                 })
                 .collect();
+            let uniform = plan.per_layer.is_empty();
             report.approximated.push(AlphaRow {
                 alpha,
-                degrees: sign.as_ref().map(|s| s.degrees()).unwrap_or_default(),
-                relu_depth: sign.as_ref().map_or(0, |s| s.depth() + 1),
+                per_layer: plan.per_layer.clone(),
+                degrees: if uniform {
+                    sign.as_ref().map(|s| s.degrees()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                relu_depth,
                 accuracy: acc,
                 delta_pt: 100.0 * (acc - exact),
                 overflows: ranges.total_overflows(),
@@ -470,6 +506,19 @@ pub fn run(args: Args) -> Result<()> {
         print_table(&report);
     }
     Ok(())
+}
+
+/// The largest depth of one approximate ReLU / pairwise maximum.
+fn max_depth(g: &Graph) -> u32 {
+    g.topo_order()
+        .into_iter()
+        .filter_map(|id| match &g.node(id).op {
+            ir::Op::ApproxRelu(a) => Some(a.sign.depth() + 1),
+            ir::Op::ApproxMaxPool(a) => Some(a.sign.depth() + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The composite sign of the first approximation in the graph.
@@ -499,7 +548,7 @@ fn print_table(r: &Report) {
     }
     println!();
     println!(
-        "{:>3}  {:<16} {:>10} {:>9} {:>8} {:>10} {:>9}",
+        "{:>4} {:<16} {:>10} {:>9} {:>8} {:>10} {:>9}",
         "α", "degrees", "ReLU depth", "accuracy", "Δ (pt)", "overflows", "images/s"
     );
     for row in &r.approximated {
@@ -511,9 +560,15 @@ fn print_table(r: &Report) {
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        let (alpha, degrees) = if row.per_layer.is_empty() {
+            (row.alpha.to_string(), degrees)
+        } else {
+            let lo = row.per_layer.values().min().copied().unwrap_or(row.alpha);
+            ("auto".to_string(), format!("α {lo}..{}", row.alpha))
+        };
         println!(
-            "{:>3}  {:<16} {:>10} {:>8.2}% {:>+8.2} {:>10} {:>9.0}",
-            row.alpha,
+            "{:>4} {:<16} {:>10} {:>8.2}% {:>+8.2} {:>10} {:>9.0}",
+            alpha,
             degrees,
             row.relu_depth,
             100.0 * row.accuracy,
@@ -548,6 +603,9 @@ fn print_table(r: &Report) {
 fn write_plot(path: &Path, r: &Report) -> Result<()> {
     if r.approximated.is_empty() {
         bail!("--plot needs --alpha");
+    }
+    if r.search.is_some() {
+        bail!("--plot draws accuracy against a uniform α; it does not take --alpha auto");
     }
     let (w, h, pad) = (640.0, 400.0, 50.0);
     let amin = r.approximated.iter().map(|a| a.alpha).min().unwrap_or(0) as f64;

@@ -2,6 +2,7 @@
 //! ciphertext operations, schedule bootstraps; see `ir::circuit::file`), or
 //! with `--emit ir` the tensor IR (see `ir::file`), exact or approximated.
 
+use crate::auto_alpha::{parse_alpha_choice, AlphaChoice, AutoArgs};
 use crate::circuits::{input_range, lower_model, parse_preset, print_report};
 use crate::model::{batches, load_onnx, parse_layer_alpha, parse_shape, CalibArgs};
 use anyhow::{anyhow, bail, Result};
@@ -23,9 +24,11 @@ pub struct Args {
     #[arg(long, value_parser = parse_shape)]
     input_shape: Option<Vec<usize>>,
     /// Replace ReLU and max-pooling by composite minimax polynomials at
-    /// precision α (4..=20): error ≤ B·2^−α per layer.
-    #[arg(long)]
-    alpha: Option<u32>,
+    /// precision α (4..=20): error ≤ B·2^−α per layer; or `auto`: α per
+    /// layer, the fewest bootstraps (then the least estimated time) whose
+    /// validation accuracy stays within --max-drop of the exact model's.
+    #[arg(long, value_parser = parse_alpha_choice)]
+    alpha: Option<AlphaChoice>,
     /// A per-layer precision NODE=ALPHA (repeatable), overriding --alpha.
     #[arg(long = "alpha-layer", value_parser = parse_layer_alpha, requires = "alpha")]
     alpha_layer: Vec<(String, u32)>,
@@ -43,6 +46,8 @@ pub struct Args {
     emit: Option<Emit>,
     #[command(flatten)]
     calib: CalibArgs,
+    #[command(flatten)]
+    auto: AutoArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     let graph = load_onnx(&args.model, args.input_shape.clone())?;
     if emit == Emit::Circuit {
         let Some(alpha) = args.alpha else {
-            bail!("a circuit needs --alpha (the precision of the ReLU / max-pool polynomials)");
+            bail!("a circuit needs --alpha (the precision of the ReLU / max-pool polynomials, or auto)");
         };
         let approx = approximate(&args, &graph, alpha)?;
         let pre = args.calib.preprocess(&args.model).ok();
@@ -78,7 +83,13 @@ pub fn run(args: Args) -> Result<()> {
         let lowered = lower_model(&approx, &name, args.preset, pre.as_ref(), range)?;
         let lower_s = t.elapsed().as_secs_f64();
         let mut c = lowered.circuit;
-        c.notes.insert("alpha".into(), alpha.to_string());
+        c.notes.insert(
+            "alpha".into(),
+            match alpha {
+                AlphaChoice::Uniform(a) => a.to_string(),
+                AlphaChoice::Auto => "auto".into(),
+            },
+        );
         c.notes.insert(
             "model".into(),
             args.model
@@ -116,16 +127,36 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn approximate(args: &Args, graph: &ir::Graph, alpha: u32) -> Result<ir::Graph> {
+fn approximate(args: &Args, graph: &ir::Graph, alpha: AlphaChoice) -> Result<ir::Graph> {
     let mut out = std::io::stdout();
-    approximate_model(
-        &args.model,
-        &args.calib,
-        &args.alpha_layer,
-        graph,
-        alpha,
-        &mut out,
-    )
+    match alpha {
+        AlphaChoice::Uniform(alpha) => approximate_model(
+            &args.model,
+            &args.calib,
+            &args.alpha_layer,
+            graph,
+            alpha,
+            &mut out,
+        ),
+        AlphaChoice::Auto => {
+            if !args.alpha_layer.is_empty() {
+                bail!("--alpha-layer fixes layers by hand; it does not combine with --alpha auto");
+            }
+            let pre = args.calib.preprocess(&args.model)?;
+            let inputs = args.calib.inputs(&args.model)?;
+            let prepared = pipeline::prepare(graph, batches(&inputs, 100), args.calib.margin)?;
+            let report = crate::auto_alpha::search(
+                &prepared,
+                args.preset,
+                &args.auto,
+                &args.calib,
+                &pre,
+                false,
+                &mut out,
+            )?;
+            approximate_prepared_with(&prepared, &report.plan(), &mut out)
+        }
+    }
 }
 
 /// Runs the approximation pipeline on `graph` (the ONNX `model`'s IR) at
@@ -147,7 +178,16 @@ pub fn approximate_model(
         default: alpha,
         per_layer: alpha_layer.iter().cloned().collect::<BTreeMap<_, _>>(),
     };
-    let stages = pipeline::approximate_prepared(&prepared, &plan, &MinimaxSource::default())?;
+    approximate_prepared_with(&prepared, &plan, report_to)
+}
+
+/// Approximates a prepared model by `plan`, printing the per-layer report.
+pub fn approximate_prepared_with(
+    prepared: &pipeline::Prepared,
+    plan: &AlphaPlan,
+    report_to: &mut dyn std::io::Write,
+) -> Result<ir::Graph> {
+    let stages = pipeline::approximate_prepared(prepared, plan, &MinimaxSource::default())?;
     let report = &stages.report;
     writeln!(
         report_to,

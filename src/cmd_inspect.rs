@@ -112,7 +112,15 @@ fn run_circuit(args: &Args) -> Result<()> {
         let layers: Vec<_> = c
             .layer_summaries()
             .into_iter()
-            .map(|l| serde_json::to_value(l).expect("serialisable"))
+            .map(|l| {
+                let alpha = c
+                    .notes
+                    .get(&ir::circuit::alpha_note(&l.name))
+                    .and_then(|a| a.parse::<u32>().ok());
+                let mut v = serde_json::to_value(l).expect("serialisable");
+                v["alpha"] = json!(alpha);
+                v
+            })
             .collect();
         let out = json!({
             "name": c.name,

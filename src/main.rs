@@ -1,5 +1,6 @@
 //! `precis`: compile pre-trained CNNs into CKKS circuits and run them.
 
+mod auto_alpha;
 mod circuits;
 mod cmd_accuracy;
 mod cmd_approx;

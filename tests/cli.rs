@@ -369,3 +369,91 @@ fn compile_a_circuit_then_inspect_and_infer() {
     ]);
     assert!(one_line_error(&out).contains("--alpha"));
 }
+
+/// `compile --alpha auto` searches α per layer on training images, records
+/// each layer's α in the circuit (shown by `inspect`), never does worse than
+/// uniform α = 14 in bootstraps, and refuses inconsistent options in one
+/// line.
+#[test]
+fn compile_with_alpha_auto_records_the_plan() {
+    let dir = tmp_dir("cli-auto");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("examples/models/lenet5.onnx");
+    let circuit = dir.join("lenet5.circuit");
+    std::env::set_var("PRECIS_CACHE", dir.join("cache"));
+    let base = [
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        circuit.to_str().unwrap(),
+        "--alpha",
+        "auto",
+        "--calib-limit",
+        "2000",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--validation", "400", "--probe", "100", "--max-drop", "0.5"]);
+    let out = precis(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("α search on 400 validation samples"),
+        "{text}"
+    );
+    let totals = text
+        .lines()
+        .find(|l| l.starts_with("bootstraps ") && l.contains("uniform α = 14"))
+        .unwrap_or_else(|| panic!("no search totals in {text}"));
+    let nums: Vec<u64> = totals
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let (chosen, uniform) = (nums[0], nums[2]);
+    assert!(chosen <= uniform, "{totals}");
+
+    let c = ir::circuit::file::load(&circuit).unwrap();
+    assert_eq!(c.notes["alpha"], "auto");
+    assert_eq!(c.stats().bootstraps as u64, chosen);
+    let inspect = precis(&["inspect", circuit.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&inspect)).unwrap();
+    let approximated: Vec<&serde_json::Value> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["op"].as_str().unwrap().starts_with("Approx"))
+        .collect();
+    assert_eq!(approximated.len(), 6);
+    for l in approximated {
+        let a = l["alpha"].as_u64().unwrap_or_else(|| panic!("{l}"));
+        assert!((4..=14).contains(&a), "{l}");
+    }
+
+    // Inconsistent options.
+    for (extra, want) in [
+        (vec!["--validation", "59000"], "at most 58000"),
+        (
+            vec!["--alpha-layer", "/features/features.1/Relu=9"],
+            "--alpha-layer",
+        ),
+        (vec!["--max-drop=-1"], "--max-drop"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let err = one_line_error(&precis(&args));
+        assert!(err.contains(want), "{err}");
+    }
+    let out = precis(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        circuit.to_str().unwrap(),
+        "--alpha",
+        "fast",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("neither a precision α"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -5,3 +5,4 @@ pub mod lower;
 pub mod minimax;
 pub mod passes;
 pub mod pipeline;
+pub mod precision;

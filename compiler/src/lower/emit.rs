@@ -173,18 +173,16 @@ fn bound_of(graph: &Graph, v: NodeId) -> Option<f64> {
     })
 }
 
-pub(super) fn lower_with(
+/// Every linear region of `part` with its transforms planned: the diagonal
+/// index sets in parallel, then the baby-step giant-step splits. Depends on
+/// the graph's structure (which weights are non-zero), not on the values
+/// of its weights or its polynomials.
+pub(super) fn plan_regions(
     graph: &Graph,
     part: &Partition,
-    plan: LayoutPlan,
-    params: Params,
-    opts: &LowerOptions,
-) -> Result<Lowered, LowerError> {
+    plan: &LayoutPlan,
+) -> Result<Vec<Region>, LowerError> {
     let slots = plan.slots;
-    let cost = CostModel::for_preset(&params.preset, slots, (1usize << params.log_n) / 2);
-    let top = params.max_level();
-    let input = graph.inputs()[0];
-
     // Regions with their transforms: the diagonal index sets in parallel,
     // then the baby-step giant-step splits, largest transforms first, each
     // preferring rotations whose keys an earlier one already needs.
@@ -273,7 +271,7 @@ pub(super) fn lower_with(
         have.extend(t.fold_rotations());
         programs.insert((r, k, i, ct), p);
     }
-    let mut regions: Vec<Region> = part
+    let regions: Vec<Region> = part
         .regions
         .iter()
         .enumerate()
@@ -303,7 +301,35 @@ pub(super) fn lower_with(
                 .collect(),
         })
         .collect();
+    Ok(regions)
+}
 
+/// How far [`lower_with`] goes.
+pub(super) enum Goal<'a> {
+    /// The level graph and its schedule only.
+    Estimate,
+    /// The verified circuit.
+    Circuit(&'a LowerOptions<'a>),
+}
+
+/// What [`lower_with`] produced.
+pub(super) enum Outcome {
+    Estimate(super::Estimate),
+    Circuit(Box<Lowered>),
+}
+
+pub(super) fn lower_with(
+    graph: &Graph,
+    part: &Partition,
+    plan: LayoutPlan,
+    params: Params,
+    mut regions: Vec<Region>,
+    goal: Goal,
+) -> Result<Outcome, LowerError> {
+    let slots = plan.slots;
+    let cost = CostModel::for_preset(&params.preset, slots, (1usize << params.log_n) / 2);
+    let top = params.max_level();
+    let input = graph.inputs()[0];
     let mut layouts = plan.layouts.clone();
     // Shift regions of pooling rounds over several ciphertexts, by (pool
     // input layout, δ).
@@ -574,6 +600,16 @@ pub(super) fn lower_with(
         }
     })?;
     let critical = schedule::critical_depth(&lg, source);
+    let opts = match goal {
+        Goal::Estimate => {
+            return Ok(Outcome::Estimate(super::Estimate {
+                bootstraps: sched.bootstraps,
+                seconds: sched.seconds,
+                critical_depth: critical,
+            }))
+        }
+        Goal::Circuit(opts) => opts,
+    };
 
     // The circuit skeleton.
     let input_factor = factor_of(graph, input)?;
@@ -687,7 +723,18 @@ pub(super) fn lower_with(
     ] {
         circuit.notes.insert(k.to_string(), v);
     }
-    Ok(Lowered { circuit, report })
+    for &v in &part.values {
+        let node = graph.node(v);
+        let alpha = match &node.op {
+            Op::ApproxRelu(a) => a.sign.alpha,
+            Op::ApproxMaxPool(a) => a.sign.alpha,
+            _ => continue,
+        };
+        circuit
+            .notes
+            .insert(ir::circuit::alpha_note(&node.name), alpha.to_string());
+    }
+    Ok(Outcome::Circuit(Box::new(Lowered { circuit, report })))
 }
 
 /// The pool input's grid extended by the pool's padding (every position a

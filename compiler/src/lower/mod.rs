@@ -146,6 +146,25 @@ pub struct Lowered {
 /// Lowers `graph` (approximated: no exact ReLU or max-pool left) to a
 /// verified circuit.
 pub fn lower(graph: &Graph, opts: &LowerOptions) -> Result<Lowered, LowerError> {
+    check_shape(graph)?;
+    let part = partition::partition(graph)?;
+    let plan = layouts::plan(graph, &part, opts.params.max_slots())?;
+    let params = opts.params.params(plan.slots).map_err(LowerError::Params)?;
+    let regions = emit::plan_regions(graph, &part, &plan)?;
+    match emit::lower_with(
+        graph,
+        &part,
+        plan,
+        params,
+        regions,
+        emit::Goal::Circuit(opts),
+    )? {
+        emit::Outcome::Circuit(lowered) => Ok(*lowered),
+        emit::Outcome::Estimate(_) => Err(LowerError::Internal("no circuit emitted".into())),
+    }
+}
+
+fn check_shape(graph: &Graph) -> Result<(), LowerError> {
     graph
         .validate()
         .map_err(|e| LowerError::Internal(e.to_string()))?;
@@ -159,8 +178,89 @@ pub fn lower(graph: &Graph, opts: &LowerOptions) -> Result<Lowered, LowerError> 
             ),
         });
     }
-    let part = partition::partition(graph)?;
-    let plan = layouts::plan(graph, &part, opts.params.max_slots())?;
-    let params = opts.params.params(plan.slots).map_err(LowerError::Params)?;
-    emit::lower_with(graph, &part, plan, params, opts)
+    Ok(())
+}
+
+/// The schedule's verdict on an approximated graph, without emitting it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub bootstraps: u32,
+    /// The scheduler's estimate of the encrypted time (the cost model's
+    /// prices of every unit at the level it runs at, and the bootstraps).
+    pub seconds: f64,
+    /// Levels on the longest path of the level graph.
+    pub critical_depth: u32,
+}
+
+/// Bootstrap counts and estimated times of many approximations of one
+/// model (the same graph structure, different polynomials or weights) at
+/// a fraction of a lowering's cost: the parameters and the linear
+/// transforms' plans (which depend only on the structure) are made once;
+/// each [`Estimator::estimate`] builds the level graph and schedules it.
+pub struct Estimator {
+    params: Params,
+    regions: Vec<ir::circuit::Region>,
+    signature: Vec<String>,
+    max_slots: usize,
+}
+
+impl Estimator {
+    /// Plans `graph`'s parameters and transforms.
+    pub fn new(graph: &Graph, params: &dyn ParamsSource) -> Result<Self, LowerError> {
+        check_shape(graph)?;
+        let part = partition::partition(graph)?;
+        let plan = layouts::plan(graph, &part, params.max_slots())?;
+        let p = params.params(plan.slots).map_err(LowerError::Params)?;
+        let regions = emit::plan_regions(graph, &part, &plan)?;
+        Ok(Self {
+            params: p,
+            regions,
+            signature: signature(&part),
+            max_slots: params.max_slots(),
+        })
+    }
+
+    /// Schedules `graph`, which must have the structure of the graph the
+    /// estimator was made for.
+    pub fn estimate(&self, graph: &Graph) -> Result<Estimate, LowerError> {
+        check_shape(graph)?;
+        let part = partition::partition(graph)?;
+        if signature(&part) != self.signature {
+            return Err(LowerError::Internal(format!(
+                "graph {} does not have the structure this estimator was planned for",
+                graph.name
+            )));
+        }
+        let plan = layouts::plan(graph, &part, self.max_slots)?;
+        if plan.slots != self.params.slots {
+            return Err(LowerError::Internal(format!(
+                "graph {} packs into {} slots, the estimator into {}",
+                graph.name, plan.slots, self.params.slots
+            )));
+        }
+        let out = emit::lower_with(
+            graph,
+            &part,
+            plan,
+            self.params.clone(),
+            self.regions.clone(),
+            emit::Goal::Estimate,
+        )?;
+        match out {
+            emit::Outcome::Estimate(e) => Ok(e),
+            emit::Outcome::Circuit(_) => Err(LowerError::Internal("expected an estimate".into())),
+        }
+    }
+}
+
+/// What identifies a partition's structure: its regions' names, inputs and
+/// outputs, and its values.
+fn signature(part: &partition::Partition) -> Vec<String> {
+    let mut s: Vec<String> = part
+        .regions
+        .iter()
+        .map(|r| format!("{}:{:?}->{:?}", r.name, r.inputs, r.outputs))
+        .collect();
+    s.push(format!("{:?}", part.values));
+    s
 }

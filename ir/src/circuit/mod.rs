@@ -330,6 +330,12 @@ pub struct Layer {
     pub kind: String,
 }
 
+/// The key of the note recording the precision α of approximated layer
+/// `layer` (every approximate ReLU and max-pool has one).
+pub fn alpha_note(layer: &str) -> String {
+    format!("alpha {layer}")
+}
+
 /// A compiled circuit.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Circuit {
