@@ -69,42 +69,62 @@ pub fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
-/// The file contents for `g`.
-pub fn to_bytes(g: &Graph) -> Vec<u8> {
-    let payload = postcard::to_stdvec(g).expect("a graph always serializes");
+/// Why a container could not be opened, before its payload is decoded
+/// (each file type words these in its own error).
+pub(crate) enum FrameError {
+    Magic,
+    Version(u32),
+    Truncated { have: u64, want: u64 },
+    Corrupt(String),
+}
+
+/// A container: magic, version, payload length, CRC-32, payload.
+pub(crate) fn frame(magic: &[u8; 8], version: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(&crc32(payload).to_le_bytes());
+    out.extend_from_slice(payload);
     out
 }
 
-/// Parses and checks file contents.
-pub fn from_bytes(bytes: &[u8]) -> Result<Graph, FileError> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(FileError::Magic);
+/// The payload of a container written by [`frame`], checked: magic,
+/// version, a length of at most `max_payload` that matches the file's, and
+/// the checksum.
+pub(crate) fn unframe<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    version: u32,
+    max_payload: u64,
+) -> Result<&'a [u8], FrameError> {
+    if bytes.len() < magic.len() || &bytes[..magic.len()] != magic {
+        return Err(FrameError::Magic);
     }
     if bytes.len() < HEADER {
-        return Err(FileError::Truncated {
+        return Err(FrameError::Truncated {
             have: bytes.len() as u64,
             want: HEADER as u64,
         });
     }
     let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let version = u32_at(8);
-    if version != FORMAT_VERSION {
-        return Err(FileError::Version { found: version });
+    let found = u32_at(8);
+    if found != version {
+        return Err(FrameError::Version(found));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    if len > max_payload {
+        return Err(FrameError::Corrupt(format!(
+            "the header announces {len} bytes, more than the {max_payload} accepted"
+        )));
+    }
     let want = (HEADER as u64).saturating_add(len);
     let have = bytes.len() as u64;
     if have < want {
-        return Err(FileError::Truncated { have, want });
+        return Err(FrameError::Truncated { have, want });
     }
     if have > want {
-        return Err(FileError::Corrupt(format!(
+        return Err(FrameError::Corrupt(format!(
             "{} bytes after the {len}-byte payload",
             have - want
         )));
@@ -112,11 +132,28 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Graph, FileError> {
     let payload = &bytes[HEADER..];
     let crc = crc32(payload);
     if crc != u32_at(20) {
-        return Err(FileError::Corrupt(format!(
+        return Err(FrameError::Corrupt(format!(
             "checksum {crc:08x} does not match the header's {:08x}",
             u32_at(20)
         )));
     }
+    Ok(payload)
+}
+
+/// The file contents for `g`.
+pub fn to_bytes(g: &Graph) -> Vec<u8> {
+    let payload = postcard::to_stdvec(g).expect("a graph always serializes");
+    frame(MAGIC, FORMAT_VERSION, &payload)
+}
+
+/// Parses and checks file contents.
+pub fn from_bytes(bytes: &[u8]) -> Result<Graph, FileError> {
+    let payload = unframe(bytes, MAGIC, FORMAT_VERSION, u64::MAX).map_err(|e| match e {
+        FrameError::Magic => FileError::Magic,
+        FrameError::Version(found) => FileError::Version { found },
+        FrameError::Truncated { have, want } => FileError::Truncated { have, want },
+        FrameError::Corrupt(m) => FileError::Corrupt(m),
+    })?;
     // petgraph asserts (in debug builds) on some inconsistent node tables
     // instead of returning an error (found by fuzzing): that is a corrupt
     // file too.

@@ -17,7 +17,7 @@
 //! atomically (temporary file in the same directory, then rename).
 
 use super::Circuit;
-use crate::file::{crc32, write_atomic_io};
+use crate::file::{frame, unframe, write_atomic_io, FrameError};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"PRECISCI";
@@ -26,7 +26,6 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Largest payload accepted (the weights of an ImageNet ResNet-152 are
 /// 241 MB in f32): a header announcing more is refused before reading on.
 pub const MAX_PAYLOAD: u64 = 1 << 32;
-const HEADER: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CircuitFileError {
@@ -47,56 +46,17 @@ pub enum CircuitFileError {
 /// The file contents for `c`.
 pub fn to_bytes(c: &Circuit) -> Vec<u8> {
     let payload = postcard::to_stdvec(c).expect("a circuit always serializes");
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    out
+    frame(MAGIC, FORMAT_VERSION, &payload)
 }
 
 /// Parses and checks file contents (including [`Circuit::verify`]).
 pub fn from_bytes(bytes: &[u8]) -> Result<Circuit, CircuitFileError> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(CircuitFileError::Magic);
-    }
-    if bytes.len() < HEADER {
-        return Err(CircuitFileError::Truncated {
-            have: bytes.len() as u64,
-            want: HEADER as u64,
-        });
-    }
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
-    let version = u32_at(8);
-    if version != FORMAT_VERSION {
-        return Err(CircuitFileError::Version { found: version });
-    }
-    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-    if len > MAX_PAYLOAD {
-        return Err(CircuitFileError::Corrupt(format!(
-            "the header announces {len} bytes, more than the {MAX_PAYLOAD} accepted"
-        )));
-    }
-    let want = HEADER as u64 + len;
-    let have = bytes.len() as u64;
-    if have < want {
-        return Err(CircuitFileError::Truncated { have, want });
-    }
-    if have > want {
-        return Err(CircuitFileError::Corrupt(format!(
-            "{} bytes after the {len}-byte payload",
-            have - want
-        )));
-    }
-    let payload = &bytes[HEADER..];
-    let crc = crc32(payload);
-    if crc != u32_at(20) {
-        return Err(CircuitFileError::Corrupt(format!(
-            "checksum {crc:08x} does not match the header's {:08x}",
-            u32_at(20)
-        )));
-    }
+    let payload = unframe(bytes, MAGIC, FORMAT_VERSION, MAX_PAYLOAD).map_err(|e| match e {
+        FrameError::Magic => CircuitFileError::Magic,
+        FrameError::Version(found) => CircuitFileError::Version { found },
+        FrameError::Truncated { have, want } => CircuitFileError::Truncated { have, want },
+        FrameError::Corrupt(m) => CircuitFileError::Corrupt(m),
+    })?;
     let c: Circuit = postcard::from_bytes(payload)
         .map_err(|e| CircuitFileError::Corrupt(format!("cannot decode the circuit: {e}")))?;
     c.verify()
