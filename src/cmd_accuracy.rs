@@ -216,6 +216,8 @@ struct AlphaRow {
     alpha: u32,
     /// Per-layer α (a plan chosen by `--alpha auto`); empty when uniform.
     per_layer: std::collections::BTreeMap<String, u32>,
+    /// The lowest and highest α of any layer.
+    alpha_range: (u32, u32),
     degrees: Vec<usize>,
     relu_depth: u32,
     accuracy: f64,
@@ -481,6 +483,7 @@ pub fn run(args: Args) -> Result<()> {
             report.approximated.push(AlphaRow {
                 alpha,
                 per_layer: plan.per_layer.clone(),
+                alpha_range: alpha_range(approx),
                 degrees: if uniform {
                     sign.as_ref().map(|s| s.degrees()).unwrap_or_default()
                 } else {
@@ -506,6 +509,18 @@ pub fn run(args: Args) -> Result<()> {
         print_table(&report);
     }
     Ok(())
+}
+
+/// The lowest and highest α of the approximations in the graph.
+fn alpha_range(g: &Graph) -> (u32, u32) {
+    g.topo_order()
+        .into_iter()
+        .filter_map(|id| match &g.node(id).op {
+            ir::Op::ApproxRelu(a) => Some(a.sign.alpha),
+            ir::Op::ApproxMaxPool(a) => Some(a.sign.alpha),
+            _ => None,
+        })
+        .fold((u32::MAX, 0), |(lo, hi), a| (lo.min(a), hi.max(a)))
 }
 
 /// The largest depth of one approximate ReLU / pairwise maximum.
@@ -563,8 +578,8 @@ fn print_table(r: &Report) {
         let (alpha, degrees) = if row.per_layer.is_empty() {
             (row.alpha.to_string(), degrees)
         } else {
-            let lo = row.per_layer.values().min().copied().unwrap_or(row.alpha);
-            ("auto".to_string(), format!("α {lo}..{}", row.alpha))
+            let (lo, hi) = row.alpha_range;
+            ("auto".to_string(), format!("α {lo}..{hi}"))
         };
         println!(
             "{:>4} {:<16} {:>10} {:>8.2}% {:>+8.2} {:>10} {:>9.0}",
