@@ -117,6 +117,23 @@ impl Times<'_> {
     fn scalar(&self, cts: usize) -> Vec<f64> {
         self.by_level(|l| cts as f64 * (self.m.mul_plain(l) + self.m.rescale(l)))
     }
+    /// A linear transform (every output ciphertext's program) and its
+    /// rescale.
+    fn transform(&self, t: &Transform) -> Vec<f64> {
+        self.by_level(|l| {
+            t.per_ct
+                .iter()
+                .map(|b| {
+                    self.m.linear_transform(
+                        l,
+                        b.baby_rotations(),
+                        b.giant_rotations(),
+                        b.products(),
+                    ) + self.m.rescale(l)
+                })
+                .sum()
+        })
+    }
     fn zero(&self) -> Vec<f64> {
         vec![0.0; self.top as usize + 1]
     }
@@ -450,19 +467,7 @@ pub(super) fn lower_with(
                         let t = regions[sr as usize].outputs[0].transforms[0]
                             .as_ref()
                             .expect("shift transform");
-                        let time = times.by_level(|l| {
-                            t.per_ct
-                                .iter()
-                                .map(|b| {
-                                    cost.linear_transform(
-                                        l,
-                                        b.baby_rotations(),
-                                        b.giant_rotations(),
-                                        b.products(),
-                                    ) + cost.rescale(l)
-                                })
-                                .sum()
-                        });
+                        let time = times.transform(t);
                         let eb = lg.edge(nb, p, 1, Ready::Any, time);
                         (p, Some((ea, eb)))
                     } else if sa == sb {
@@ -555,19 +560,7 @@ pub(super) fn lower_with(
                 for (i, t) in reg.outputs[k].transforms.iter().enumerate() {
                     let Some(t) = t else { continue };
                     let src = node_of[&part.regions[r].inputs[i]];
-                    let time = times.by_level(|l| {
-                        t.per_ct
-                            .iter()
-                            .map(|b| {
-                                cost.linear_transform(
-                                    l,
-                                    b.baby_rotations(),
-                                    b.giant_rotations(),
-                                    b.products(),
-                                ) + cost.rescale(l)
-                            })
-                            .sum()
-                    });
+                    let time = times.transform(t);
                     let e = lg.edge(src, n, 1, Ready::Any, time);
                     edges.push((i, e));
                 }
