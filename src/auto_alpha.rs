@@ -12,7 +12,7 @@ use runtime::data::{fashion_mnist, Preprocess};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use crate::model::{npz_array, read_npz, CalibArgs};
+use crate::model::CalibArgs;
 
 /// A precision: one α for every layer, or chosen per layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,31 +95,7 @@ pub fn validation(
         ));
     }
     let path = Path::new(&args.validation);
-    let arrays = read_npz(path)?;
-    let x = npz_array(&arrays, path, "x")?;
-    let y = npz_array(&arrays, path, "y")?;
-    if x.shape.first() != Some(&y.len()) {
-        bail!(
-            "{}: {} inputs but {} labels",
-            path.display(),
-            x.shape.first().unwrap_or(&0),
-            y.len()
-        );
-    }
-    let y = y
-        .data
-        .iter()
-        .map(|&v| {
-            if (0.0..256.0).contains(&v) && v.fract() == 0.0 {
-                Ok(v as u8)
-            } else {
-                Err(anyhow!(
-                    "{}: label {v} is not a class index",
-                    path.display()
-                ))
-            }
-        })
-        .collect::<Result<Vec<u8>>>()?;
+    let (x, y) = crate::model::read_labelled_npz(path)?;
     Ok((x, y, path.display().to_string()))
 }
 

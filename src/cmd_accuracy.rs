@@ -7,11 +7,11 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use compiler::passes::{evaluate_with_ranges, AlphaPlan, Calibration};
 use compiler::pipeline::{self, MinimaxSource};
 
-use crate::model::{batches, npz_array, read_npz, slice_batch, CalibArgs};
+use crate::model::{batches, slice_batch, CalibArgs};
 use ir::{Graph, Tensor};
 use runtime::data::{fashion_mnist, Preprocess};
 use serde::Serialize;
@@ -111,32 +111,7 @@ fn load_eval(args: &Args, pre: &Preprocess) -> Result<Labelled> {
     if args.data == "fashion-mnist" {
         return load_fashion(args, pre, fashion_mnist::Split::Test, limit);
     }
-    let path = Path::new(&args.data);
-    let arrays = read_npz(path)?;
-    let get = |k: &str| npz_array(&arrays, path, k).context("expected 'x' inputs and 'y' labels");
-    let (x, y) = (get("x")?, get("y")?);
-    if x.shape.first() != Some(&y.len()) {
-        bail!(
-            "{}: {} inputs but {} labels",
-            path.display(),
-            x.shape.first().unwrap_or(&0),
-            y.len()
-        );
-    }
-    let y: Vec<u8> = y
-        .data
-        .iter()
-        .map(|&v| {
-            if (0.0..256.0).contains(&v) && v.fract() == 0.0 {
-                Ok(v as u8)
-            } else {
-                Err(anyhow!(
-                    "{}: label {v} is not a class index",
-                    path.display()
-                ))
-            }
-        })
-        .collect::<Result<_>>()?;
+    let (x, y) = crate::model::read_labelled_npz(Path::new(&args.data))?;
     let n = y.len().min(limit);
     Ok(Labelled {
         x: slice_batch(&x, 0..n),

@@ -127,3 +127,34 @@ pub fn npz_array(arrays: &[(String, Tensor)], path: &Path, name: &str) -> Result
         .map(|(_, t)| t.clone())
         .ok_or_else(|| anyhow!("{}: no array '{name}'", path.display()))
 }
+
+/// Preprocessed inputs `x` and integer class labels `y` from an .npz; errors
+/// name the file.
+pub fn read_labelled_npz(path: &Path) -> Result<(Tensor, Vec<u8>)> {
+    let arrays = read_npz(path)?;
+    let get = |k: &str| npz_array(&arrays, path, k).context("expected 'x' inputs and 'y' labels");
+    let (x, y) = (get("x")?, get("y")?);
+    if x.shape.first() != Some(&y.len()) {
+        bail!(
+            "{}: {} inputs but {} labels",
+            path.display(),
+            x.shape.first().unwrap_or(&0),
+            y.len()
+        );
+    }
+    let y = y
+        .data
+        .iter()
+        .map(|&v| {
+            if (0.0..256.0).contains(&v) && v.fract() == 0.0 {
+                Ok(v as u8)
+            } else {
+                Err(anyhow!(
+                    "{}: label {v} is not a class index",
+                    path.display()
+                ))
+            }
+        })
+        .collect::<Result<Vec<u8>>>()?;
+    Ok((x, y))
+}

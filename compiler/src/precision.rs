@@ -278,12 +278,15 @@ impl Search<'_> {
     }
 }
 
-fn better(a: &Estimate, b: &Estimate) -> bool {
-    a.bootstraps < b.bootstraps || (a.bootstraps == b.bootstraps && a.seconds < b.seconds)
+impl Candidate {
+    /// Fewer bootstraps, or as many in less estimated time.
+    fn cheaper_than(&self, o: &Candidate) -> bool {
+        self.bootstraps < o.bootstraps
+            || (self.bootstraps == o.bootstraps && self.estimated_seconds < o.estimated_seconds)
+    }
 }
 
-/// Runs the search (see the module documentation). `estimator_params`
-/// gives the CKKS parameters the cost is estimated for; `progress` gets
+/// Runs the search (see the module documentation). `params` gives the CKKS parameters the cost is estimated for; `progress` gets
 /// one line per phase.
 pub fn search(
     prepared: &Prepared,
@@ -349,10 +352,7 @@ pub fn search(
     (s.progress)(&format!("uniform α = {} on {n} samples", opts.max_alpha));
     let base = s.run(&uniform_graph, n)?;
     let base_est = s.estimate(&BTreeMap::new())?;
-    let base_probe_overflows = {
-        let g = uniform_graph.clone();
-        s.run(&g, probe)?.overflows
-    };
+    let base_probe_overflows = s.run(&uniform_graph, probe)?.overflows;
     let uniform = Candidate {
         tau: 0.0,
         predicted_error: 0.0,
@@ -506,22 +506,7 @@ pub fn search(
             }
         };
         if c.passed {
-            let est = Estimate {
-                bootstraps: c.bootstraps,
-                seconds: c.estimated_seconds,
-                critical_depth: 0,
-            };
-            let improves = best.as_ref().is_none_or(|b| {
-                better(
-                    &est,
-                    &Estimate {
-                        bootstraps: b.bootstraps,
-                        seconds: b.estimated_seconds,
-                        critical_depth: 0,
-                    },
-                )
-            });
-            if improves {
+            if best.as_ref().is_none_or(|b| c.cheaper_than(b)) {
                 best = Some(c);
             }
             lo = mid + 1;
@@ -529,24 +514,8 @@ pub fn search(
             hi = mid;
         }
     }
-    let uniform_est = Estimate {
-        bootstraps: uniform.bootstraps,
-        seconds: uniform.estimated_seconds,
-        critical_depth: 0,
-    };
     let chosen = match best {
-        Some(b)
-            if better(
-                &Estimate {
-                    bootstraps: b.bootstraps,
-                    seconds: b.estimated_seconds,
-                    critical_depth: 0,
-                },
-                &uniform_est,
-            ) =>
-        {
-            b
-        }
+        Some(b) if b.cheaper_than(&uniform) => b,
         _ => uniform.clone(),
     };
 
