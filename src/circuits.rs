@@ -202,7 +202,7 @@ pub fn print_report(
     }
     writeln!(
         out,
-        "estimated time {} s on 2 threads (cost model calibrated on bench ckks / bench bootstrap)",
+        "estimated time {} s on 2 threads (cost model fitted to bench ops and bench bootstrap)",
         t["estimated_seconds"]
     )?;
     Ok(())

@@ -12,6 +12,10 @@ pub enum BenchWhat {
     /// time, precision and memory. Each run is a fresh process state only if
     /// you run one preset per invocation (peak memory is per process).
     Bootstrap(BootstrapBench),
+    /// Each circuit operation (rotation, products, rescale, encoding, the
+    /// parts of a linear transform) on a preset's parameters and keys, level
+    /// by level: the figures the compiler's cost model is fitted to.
+    Ops(OpsBench),
     /// The reference executor against tract's own execution of the same
     /// ONNX model, same inputs, same run.
     Reference(ReferenceBench),
@@ -20,6 +24,83 @@ pub enum BenchWhat {
     /// polynomials, bootstraps) next to the circuit's cost estimates,
     /// decryption; bootstraps; peak memory.
     E2e(crate::cmd_crypto::E2eArgs),
+}
+
+#[derive(Args)]
+pub struct OpsBench {
+    /// Parameter preset: levels9 or levels16.
+    #[arg(long, default_value = "levels16")]
+    preset: String,
+    /// Circuit levels to measure, comma-separated (default: every one, 0 to the preset's top).
+    #[arg(long, value_delimiter = ',')]
+    levels: Option<Vec<usize>>,
+    /// Worker threads (default: all available).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn ops(args: OpsBench) -> Result<()> {
+    use runtime::ckks::bootstrapping::presets::Preset;
+    let preset = Preset::from_name(&args.preset)
+        .filter(|p| p.is_secure())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown preset {:?} (expected one of: {})",
+                args.preset,
+                Preset::ALL.map(|p| p.name()).join(", ")
+            )
+        })?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let levels = args
+        .levels
+        .unwrap_or_else(|| (0..=preset.circuit_levels()).collect());
+    let r = runtime::ckks::bench_ops::run(preset, &levels, threads, args.reps)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "circuit operations, preset {} ({} special primes, Galois keys {}), {} slots, {} thread(s), median of {}; key generation {:.1} s; milliseconds",
+        r.preset, r.special_primes, r.galois_key_storage, r.slots, r.threads, args.reps, r.keygen_s
+    );
+    println!(
+        "level digits   rotate mul+relin  rescale   encode  mul_pt     add  decomp | double: base    baby   giant    diag | single: base    baby   giant    diag"
+    );
+    for l in &r.levels {
+        let ms = |s: f64| s * 1e3;
+        let parts = |p: &runtime::ckks::bench_ops::TransformParts| {
+            format!(
+                "{:>12.1} {:>7.1} {:>7.1} {:>7.1}",
+                ms(p.base),
+                ms(p.baby),
+                ms(p.giant),
+                ms(p.diagonal)
+            )
+        };
+        println!(
+            "{:>5} {:>6} {:>8.1} {:>9.1} {:>8.1} {:>8.1} {:>7.1} {:>7.1} {:>7.1} | {} | {}",
+            l.level,
+            l.digits,
+            ms(l.rotate),
+            ms(l.mul_relin),
+            ms(l.rescale),
+            ms(l.encode),
+            ms(l.mul_plain),
+            ms(l.add),
+            ms(l.decompose),
+            parts(&l.double),
+            parts(&l.single)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -96,6 +177,11 @@ pub struct BootstrapBench {
     /// conditions. Needs memory for the expanded keys.
     #[arg(long)]
     compare_key_storage: bool,
+    /// Key-switching digits: fill-p (the presets': each digit as many
+    /// consecutive Q primes as fit below P) or even (⌈Q primes / P primes⌉
+    /// digits of equal prime counts, the layout before fill-p), to compare.
+    #[arg(long, value_parser = ["fill-p", "even"])]
+    digits: Option<String>,
 }
 
 fn parse_key_storage(s: &str) -> Result<runtime::ckks::KeyStorage, String> {
@@ -135,6 +221,15 @@ fn bootstrap(args: BootstrapBench) -> Result<()> {
             reps: args.reps,
             storage: args.key_storage,
             compare_storage: args.compare_key_storage,
+            digits: args.digits.as_deref().map(|d| {
+                let (literal, _) = preset.build(args.slots);
+                match d {
+                    "even" => runtime::ckks::DigitSplit::Even(
+                        literal.log_q.len().div_ceil(literal.log_p.len()),
+                    ),
+                    _ => runtime::ckks::DigitSplit::FillP,
+                }
+            }),
         },
     )
     .map_err(|e| anyhow!("{e}"))?;
@@ -215,6 +310,10 @@ pub fn run(what: BenchWhat) -> Result<()> {
         BenchWhat::Ckks(args) => {
             runtime::ckks::allocator::tune_for_large_polynomials();
             ckks(args)
+        }
+        BenchWhat::Ops(args) => {
+            runtime::ckks::allocator::tune_for_large_polynomials();
+            ops(args)
         }
         BenchWhat::Reference(args) => reference(args),
         BenchWhat::E2e(args) => {

@@ -4,8 +4,8 @@ use crate::Target;
 use compiler::frontend::builder::{Attr, FlattenStyle, LinearStyle, OnnxBuilder};
 use runtime::ckks::serialize as ser;
 use runtime::ckks::{
-    Complex64, Encoder, Encryptor, EvaluationKeys, KeyGenerator, KeyStorage, Parameters,
-    ParametersLiteral, SecretDistribution, SecretKey,
+    Complex64, DigitSplit, Encoder, Encryptor, EvaluationKeys, KeyGenerator, KeyStorage,
+    Parameters, ParametersLiteral, SecretDistribution, SecretKey,
 };
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -199,7 +199,7 @@ fn ckks() -> &'static Ckks {
             log_q: vec![50, 40],
             log_p: vec![61],
             log_scale: 40,
-            dnum: 2,
+            digits: DigitSplit::Even(2),
             secret: SecretDistribution::Ternary,
             insecure: true,
         })

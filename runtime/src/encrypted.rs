@@ -306,8 +306,8 @@ impl Backend for CkksBackend<'_> {
         scale: f64,
     ) -> Result<Ciphertext, BackendError> {
         let level = inputs[0].level();
-        // One double-hoisted transform per input ciphertext (its babies),
-        // summed; the giants of each are rotated separately.
+        // Each input ciphertext's baby steps hoisted from its own
+        // decomposition; one rotation per giant step for all inputs.
         let mut per_input: BTreeMap<u32, BTreeMap<usize, BTreeMap<usize, &[f64]>>> =
             BTreeMap::new();
         for (g, diags) in program.giants.iter().zip(&diagonals.values) {
@@ -320,30 +320,29 @@ impl Backend for CkksBackend<'_> {
                     .insert(b as usize, d.as_slice());
             }
         }
-        let mut acc: Option<Ciphertext> = None;
+        let mut transforms = Vec::with_capacity(per_input.len());
         for (ct, groups) in &per_input {
-            let lt = match LinearTransform::from_prerotated(
+            match LinearTransform::from_prerotated(
                 &self.ctx.encoder,
                 groups,
                 self.ctx.slots,
                 level,
                 scale,
             ) {
-                Ok(lt) => lt,
+                Ok(lt) => transforms.push((*ct as usize, lt)),
                 // Every diagonal from this ciphertext is zero.
                 Err(CkksError::InvalidArgument(m)) if m == "no nonzero diagonal" => continue,
                 Err(e) => return Err(be(e)),
-            };
-            let y = self
-                .eval
-                .linear_transform(inputs[*ct as usize], &lt)
-                .map_err(be)?;
-            acc = Some(match acc {
-                None => y,
-                Some(s) => self.eval.add(&s, &y).map_err(be)?,
-            });
+            }
         }
-        let mut out = acc.ok_or_else(|| BackendError("a transform without diagonals".into()))?;
+        if transforms.is_empty() {
+            return Err(BackendError("a transform without diagonals".into()));
+        }
+        let terms: Vec<(&Ciphertext, &LinearTransform)> = transforms
+            .iter()
+            .map(|(ct, lt)| (inputs[*ct], lt))
+            .collect();
+        let mut out = self.eval.linear_transform_sum(&terms, None).map_err(be)?;
         if let Some((step, count)) = fold {
             let mut k = step;
             while k < step * count {

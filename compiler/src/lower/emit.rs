@@ -117,20 +117,14 @@ impl Times<'_> {
     fn scalar(&self, cts: usize) -> Vec<f64> {
         self.by_level(|l| cts as f64 * (self.m.mul_plain(l) + self.m.rescale(l)))
     }
-    /// A linear transform (every output ciphertext's program) and its
-    /// rescale.
+    /// A linear transform (every output ciphertext's program and fold) and
+    /// its rescale.
     fn transform(&self, t: &Transform) -> Vec<f64> {
         self.by_level(|l| {
+            let fold = self.m.fold(l, t.fold_rotations().len());
             t.per_ct
                 .iter()
-                .map(|b| {
-                    self.m.linear_transform(
-                        l,
-                        b.baby_rotations(),
-                        b.giant_rotations(),
-                        b.products(),
-                    ) + self.m.rescale(l)
-                })
+                .map(|b| self.m.transform_program(l, b) + fold + self.m.rescale(l))
                 .sum()
         })
     }

@@ -4,7 +4,8 @@ use super::keys::KeyGenerator;
 use super::ring::ntt::{HarveyNtt, NttTable};
 use super::CkksError;
 use super::{
-    Complex64, Encoder, Encryptor, Evaluator, Parameters, ParametersLiteral, SecretDistribution,
+    Complex64, DigitSplit, Encoder, Encryptor, Evaluator, Parameters, ParametersLiteral,
+    SecretDistribution,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub fn bench_literal(log_n: u32, levels: usize, dnum: usize, insecure: bool) -> 
         log_q,
         log_p,
         log_scale: 50,
-        dnum,
+        digits: DigitSplit::Even(dnum),
         secret: SecretDistribution::Ternary,
         insecure,
     }

@@ -251,7 +251,9 @@ impl Decryptor {
 mod tests {
     use super::*;
     use crate::ckks::tests::test_params;
-    use crate::ckks::{Encryptor, Evaluator, KeyGenerator, Parameters, ParametersLiteral};
+    use crate::ckks::{
+        DigitSplit, Encryptor, Evaluator, KeyGenerator, Parameters, ParametersLiteral,
+    };
 
     fn centered_limb0(params: &Parameters, p: &Plaintext) -> Vec<i64> {
         let ring = params.ring();
@@ -472,7 +474,7 @@ mod tests {
             log_q: vec![60, 40, 40],
             log_p: vec![61],
             log_scale: 40,
-            dnum: 3,
+            digits: DigitSplit::Even(3),
             secret: crate::ckks::SecretDistribution::Ternary,
             insecure: false,
         })

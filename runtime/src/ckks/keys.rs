@@ -81,8 +81,8 @@ pub enum KeyStorage {
     Expanded,
     /// Only their 32-byte seeds: half the memory. Every key switch
     /// regenerates the `a_j` chunk by chunk as it uses them (AES-256 in
-    /// counter mode, about 2.3 ns per residue with AES-NI: 50 ms of one core
-    /// for a `levels16` key at the top level, 9 digits × 37 limbs × 2^16).
+    /// counter mode, about 2.3 ns per residue with AES-NI: 45 ms of one core
+    /// for a `levels16` key at the top level, 8 digits × 37 limbs × 2^16).
     Seeded,
 }
 

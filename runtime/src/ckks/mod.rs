@@ -32,6 +32,7 @@
 
 pub mod allocator;
 pub mod bench;
+pub mod bench_ops;
 pub mod bootstrapping;
 pub mod circuits;
 pub mod encoding;
@@ -56,7 +57,7 @@ pub use evaluator::Evaluator;
 pub use flooding::{DecryptionMode, Flooding};
 pub use keys::{EvaluationKeys, KeyGenerator, KeyStorage, PublicKey, SecretKey, SwitchingKey};
 pub use num_complex::Complex64;
-pub use params::{Parameters, ParametersLiteral, SecretDistribution};
+pub use params::{DigitSplit, Parameters, ParametersLiteral, SecretDistribution};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CkksError {

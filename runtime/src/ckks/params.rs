@@ -87,6 +87,8 @@ pub fn max_log_qp_128_for(log_n: u32, secret: SecretDistribution) -> Result<f64,
 
 /// Most `Q` primes a parameter set may have (the deepest preset has 37).
 pub const MAX_Q_PRIMES: usize = 64;
+/// Most key-switching digits a parameter set may have.
+pub const MAX_DIGITS: usize = 16;
 /// Most special primes a parameter set may have.
 pub const MAX_P_PRIMES: usize = 16;
 /// Most primes in all, `MAX_Q_PRIMES + MAX_P_PRIMES`: bounds the work and
@@ -102,6 +104,25 @@ pub enum SecretDistribution {
     FixedHammingWeight(usize),
 }
 
+/// How hybrid key switching groups the `Q` primes into digits (contiguous
+/// ranges from `q_0` up). A key switch at level `ℓ` pays for each digit
+/// that holds one of `q_0..q_ℓ`: one basis extension to `Q_ℓ ∪ P` and one
+/// key product over `ℓ + 1 + |P|` limbs per digit; a key stored at level
+/// `ℓ` holds that many digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DigitSplit {
+    /// `dnum` digits with prime counts as even as possible (the first
+    /// `len mod dnum` get one prime more).
+    Even(usize),
+    /// From `q_0` up, each digit takes as many consecutive primes as keep
+    /// `|digit|·Q_digit` [`FILL_P_HEADROOM_BITS`] below `P`: the fewest
+    /// such digits at every level, since no split into digits within that
+    /// bound covers `q_0..q_ℓ` with fewer. Small primes (a circuit's 36- or
+    /// 40-bit levels) share digits, so key switching at the levels a
+    /// circuit runs at needs the fewest digits.
+    FillP,
+}
+
 /// What the user chooses; everything else is derived deterministically.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParametersLiteral {
@@ -113,9 +134,8 @@ pub struct ParametersLiteral {
     pub log_p: Vec<u32>,
     /// Default encoding scale `2^log_scale`, 20..=60.
     pub log_scale: u32,
-    /// Number of key-switching digits (`dnum`); the `Q` primes are split into
-    /// this many contiguous groups.
-    pub dnum: usize,
+    /// How the `Q` primes are grouped into key-switching digits.
+    pub digits: DigitSplit,
     pub secret: SecretDistribution,
     /// Accept parameters that fail the 128-bit security check (tests, benchmarks).
     pub insecure: bool,
@@ -152,6 +172,49 @@ impl PartialEq for Parameters {
     }
 }
 
+/// How far below `P` a [`DigitSplit::FillP`] digit stays, in bits. ModUp's
+/// approximate basis extension leaves a digit's value as `d + u·Q_d` with
+/// `|u| < |digit|` (its prime count), so a key switch adds about
+/// `|digit|·Q_d/P · σ·√(N/12)` per coefficient and digit, against the
+/// `√(N/18)` of a rescale's rounding: `|digit|·Q_d ≤ P·2^-8` keeps it
+/// below 1/16 of a rounding. With no headroom (a `levels16` digit of six
+/// primes, 240 bits, under a 244-bit P) bootstrapping at 2^14 slots lost
+/// 2–4 bits (17.6–19.6 bits against 21.6; `bench bootstrap`, 2026-12-04).
+pub const FILL_P_HEADROOM_BITS: f64 = 8.0;
+
+/// The digits of [`DigitSplit`] over the primes `q` (special primes `p`).
+fn split_digits(split: DigitSplit, q: &[u64], p: &[u64]) -> Vec<Range<usize>> {
+    match split {
+        DigitSplit::Even(dnum) => {
+            let (base, rem) = (q.len() / dnum, q.len() % dnum);
+            let mut digits = Vec::with_capacity(dnum);
+            let mut start = 0;
+            for j in 0..dnum {
+                let len = base + usize::from(j < rem);
+                digits.push(start..start + len);
+                start += len;
+            }
+            digits
+        }
+        DigitSplit::FillP => {
+            let cap = p.iter().map(|&x| (x as f64).log2()).sum::<f64>() - FILL_P_HEADROOM_BITS;
+            let mut digits = Vec::new();
+            let (mut start, mut bits) = (0, 0.0);
+            for (i, &qi) in q.iter().enumerate() {
+                let b = (qi as f64).log2();
+                let count = (i + 1 - start) as f64;
+                if i > start && bits + b + count.log2() > cap {
+                    digits.push(start..i);
+                    (start, bits) = (i, 0.0);
+                }
+                bits += b;
+            }
+            digits.push(start..q.len());
+            digits
+        }
+    }
+}
+
 impl Parameters {
     pub fn new(literal: ParametersLiteral) -> Result<Self, CkksError> {
         let bad = |s: String| Err(CkksError::InvalidParameters(s));
@@ -175,12 +238,13 @@ impl Parameters {
         if !(20..=60).contains(&l.log_scale) {
             return bad(format!("log2 scale = {} outside 20..=60", l.log_scale));
         }
-        if l.dnum == 0 || l.dnum > l.log_q.len() || l.dnum > 16 {
-            return bad(format!(
-                "dnum = {} must be in 1..=min(16, number of Q primes = {})",
-                l.dnum,
-                l.log_q.len()
-            ));
+        if let DigitSplit::Even(dnum) = l.digits {
+            if dnum == 0 || dnum > l.log_q.len() {
+                return bad(format!(
+                    "dnum = {dnum} must be in 1..=number of Q primes = {}",
+                    l.log_q.len()
+                ));
+            }
         }
         let n = 1usize << l.log_n;
         if let SecretDistribution::FixedHammingWeight(h) = l.secret {
@@ -193,14 +257,12 @@ impl Parameters {
         let log2 = |v: &[u64]| v.iter().map(|&x| (x as f64).log2()).sum::<f64>();
         let log_qp = log2(&q) + log2(&p);
 
-        // Digits as even as possible: the first `len mod dnum` get one extra prime.
-        let (base, rem) = (l.log_q.len() / l.dnum, l.log_q.len() % l.dnum);
-        let mut digits: Vec<Range<usize>> = Vec::with_capacity(l.dnum);
-        let mut start = 0;
-        for j in 0..l.dnum {
-            let len = base + usize::from(j < rem);
-            digits.push(start..start + len);
-            start += len;
+        let digits = split_digits(l.digits, &q, &p);
+        if digits.len() > MAX_DIGITS {
+            return bad(format!(
+                "{} key-switching digits; at most {MAX_DIGITS}",
+                digits.len()
+            ));
         }
         let log_p = log2(&p);
         let max_digit = digits
@@ -210,7 +272,7 @@ impl Parameters {
         if !p.is_empty() && log_p < max_digit {
             return bad(format!(
                 "special primes give log2 P = {log_p:.1} < {max_digit:.1}, the largest digit; \
-                 add special primes or raise dnum"
+                 add special primes or split Q into more digits"
             ));
         }
 

@@ -25,8 +25,9 @@ use zeroize::Zeroizing;
 
 pub const MAGIC: &[u8; 8] = b"PRECISCK";
 /// 3: uniform polynomials are expanded with AES-256 (was ChaCha20), and
-/// switching keys record how they hold `a` in memory.
-pub const FORMAT_VERSION: u16 = 3;
+/// switching keys record how they hold `a` in memory. 4: parameters record
+/// their key-switching digit split ([`super::DigitSplit`]), not a count.
+pub const FORMAT_VERSION: u16 = 4;
 const HEADER_LEN: usize = 8 + 2 + 1 + 1 + 8;
 const CHECKSUM_LEN: usize = 32;
 
@@ -1190,8 +1191,12 @@ mod tests {
         assert!(m.contains("truncated: payload has"), "{m}");
         // Another version, another kind, a reserved byte.
         let mut b = ciphertext_file(&s, |_| {});
-        b[8] = 2;
-        assert!(load_ct(&s, &b).contains("format version 2, this build reads 3 only"));
+        b[8] = 3;
+        let m = load_ct(&s, &b);
+        assert!(
+            m.contains("format version 3, this build reads 4 only"),
+            "{m}"
+        );
         let mut b = ciphertext_file(&s, |_| {});
         b[11] = 1;
         assert!(load_ct(&s, &b).contains("reserved header byte is 1"));

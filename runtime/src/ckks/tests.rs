@@ -17,7 +17,7 @@ pub(crate) fn test_params(log_n: u32, levels: usize, dnum: usize) -> Parameters 
         log_q,
         log_p,
         log_scale: 40,
-        dnum,
+        digits: DigitSplit::Even(dnum),
         secret: SecretDistribution::Ternary,
         insecure: true,
     })
@@ -280,7 +280,7 @@ fn ckks_insecure_parameters_are_refused_by_default() {
         log_q: vec![55, 40, 40],
         log_p: vec![61, 61, 61],
         log_scale: 40,
-        dnum: 1,
+        digits: DigitSplit::Even(1),
         secret: SecretDistribution::Ternary,
         insecure: false,
     };
@@ -300,7 +300,7 @@ fn ckks_insecure_parameters_are_refused_by_default() {
         log_n: 13,
         log_q: vec![50, 40, 40],
         log_p: vec![60],
-        dnum: 3,
+        digits: DigitSplit::Even(3),
         ..lit.clone()
     })
     .unwrap();
@@ -310,7 +310,7 @@ fn ckks_insecure_parameters_are_refused_by_default() {
         log_n: 13,
         log_q: vec![50, 40, 40],
         log_p: vec![60],
-        dnum: 3,
+        digits: DigitSplit::Even(3),
         secret: SecretDistribution::FixedHammingWeight(64),
         ..lit
     };
@@ -332,7 +332,7 @@ fn ckks_sparse_secrets_are_held_to_the_sparse_bound() {
             .collect(),
         log_p: vec![60; 5],
         log_scale: 50,
-        dnum: 5,
+        digits: DigitSplit::Even(5),
         secret: SecretDistribution::FixedHammingWeight(192),
         insecure: false,
     };
@@ -376,7 +376,7 @@ fn ckks_sparse_secrets_are_held_to_the_sparse_bound() {
         log_q: vec![50, 40],
         log_p: vec![60],
         log_scale: 40,
-        dnum: 2,
+        digits: DigitSplit::Even(2),
         secret: SecretDistribution::FixedHammingWeight(192),
         insecure: false,
     };
@@ -403,7 +403,7 @@ fn ckks_benchmark_parameters_meet_128_bit_security() {
             .collect(),
         log_p: vec![60; 5],
         log_scale: 50,
-        dnum: 5,
+        digits: DigitSplit::Even(5),
         secret: SecretDistribution::Ternary,
         insecure: false,
     });
@@ -615,6 +615,76 @@ fn ckks_linear_transform_bsgs_matches_matrix_vector_product() {
         .rescale(&eval.linear_transform(&low, &compact).unwrap())
         .unwrap();
     assert_eq!(again_low, out_low);
+
+    // Both hoistings compute the same map to the same precision (their
+    // roundings differ, so the ciphertexts do), at both levels.
+    use super::circuits::Hoisting;
+    for input in [&ct, &low] {
+        for h in [Hoisting::Double, Hoisting::Single] {
+            let y = eval
+                .rescale(
+                    &eval
+                        .linear_transform_hoisted(input, &compact, Some(h))
+                        .unwrap(),
+                )
+                .unwrap();
+            assert_eq!(y.level(), input.level() - 1);
+            let got = enc.decode(&Decryptor::new(&params, &sk).decrypt(&y));
+            let p = precision(&want, &got);
+            assert!(bits(&p) >= 20.0, "{h:?} at level {}: {p:?}", input.level());
+        }
+    }
+
+    // A sum over two inputs shares the giant steps: M·v + M'·v' with M' a
+    // subset of M's diagonals (its giant steps a subset too).
+    let v2 = values(slots, 12);
+    let ct2 = Encryptor::with_secret_key(&params, &sk)
+        .unwrap()
+        .encrypt(&enc.encode(&v2, top, params.default_scale()).unwrap());
+    let sub: std::collections::BTreeMap<usize, Vec<Complex64>> = diags
+        .iter()
+        .filter(|(k, _)| *k % 3 == 0)
+        .map(|(&k, d)| (k, d.clone()))
+        .collect();
+    let lt2 =
+        LinearTransform::new_compact(&enc, &sub, slots, top, params.q()[top] as f64, None).unwrap();
+    let want2: Vec<Complex64> = (0..slots)
+        .map(|t| {
+            want[t]
+                + sub
+                    .iter()
+                    .map(|(&k, d)| d[t] * v2[(t + k) % slots])
+                    .sum::<Complex64>()
+        })
+        .collect();
+    for h in [Hoisting::Double, Hoisting::Single] {
+        let y = eval
+            .rescale(
+                &eval
+                    .linear_transform_sum(&[(&ct, &compact), (&ct2, &lt2)], Some(h))
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(y.scale(), out.scale());
+        let got = enc.decode(&Decryptor::new(&params, &sk).decrypt(&y));
+        let p = precision(&want2, &got);
+        assert!(bits(&p) >= 19.0, "sum, {h:?}: {p:?}");
+    }
+    // Terms at different levels are refused.
+    assert!(eval
+        .linear_transform_sum(&[(&ct, &compact), (&low, &lt2)], None)
+        .is_err());
+}
+
+#[test]
+fn hoisting_is_chosen_by_the_limbs_it_saves() {
+    use super::circuits::Hoisting;
+    // A convolution-like transform: many diagonals per baby step.
+    assert_eq!(Hoisting::choose(7, 9, 8, 16, 128), Hoisting::Single);
+    // A dense DFT-like one at a high level: few diagonals per baby step.
+    assert_eq!(Hoisting::choose(4, 32, 8, 8, 64), Hoisting::Double);
+    // No special primes, nothing to save.
+    assert_eq!(Hoisting::choose(0, 3, 1, 1, 100), Hoisting::Double);
 }
 
 #[test]

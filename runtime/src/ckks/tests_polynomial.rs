@@ -91,7 +91,7 @@ fn setup36(log_n: u32, levels: usize) -> Ctx {
         log_q,
         log_p: vec![61; 3],
         log_scale: 36,
-        dnum,
+        digits: DigitSplit::Even(dnum),
         secret: SecretDistribution::Ternary,
         insecure: true,
     })

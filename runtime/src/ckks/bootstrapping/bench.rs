@@ -4,7 +4,9 @@
 use super::presets::Preset;
 use super::{BootstrapContract, Bootstrapper};
 use crate::ckks::precision::precision_real;
-use crate::ckks::{CkksError, Decryptor, Encoder, Encryptor, KeyGenerator, KeyStorage, Parameters};
+use crate::ckks::{
+    CkksError, Decryptor, DigitSplit, Encoder, Encryptor, KeyGenerator, KeyStorage, Parameters,
+};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -84,6 +86,8 @@ pub struct BenchOptions {
     pub storage: Option<KeyStorage>,
     /// Then time `reps` pairs of bootstraps, seeded and expanded keys.
     pub compare_storage: bool,
+    /// The key-switching digits, if not the preset's.
+    pub digits: Option<DigitSplit>,
 }
 
 /// Bootstraps `reps` fresh level-0 encryptions on `threads` threads.
@@ -99,8 +103,12 @@ fn run_inner(options: BenchOptions) -> Result<BootstrapBenchReport, CkksError> {
         reps,
         storage,
         compare_storage,
+        digits,
     } = options;
-    let (literal, mut config) = preset.build(log_slots);
+    let (mut literal, mut config) = preset.build(log_slots);
+    if let Some(d) = digits {
+        literal.digits = d;
+    }
     if let Some(s) = storage {
         config.galois_key_storage = s;
     }
@@ -180,7 +188,7 @@ fn run_inner(options: BenchOptions) -> Result<BootstrapBenchReport, CkksError> {
         log_slots,
         q_limbs: params.q().len(),
         p_limbs: params.p().len(),
-        dnum: params.literal().dnum,
+        dnum: params.digits().len(),
         log_qp: params.log_qp(),
         secure_128: params.is_secure(),
         threads,

@@ -14,7 +14,7 @@
 
 use super::BootstrapConfig;
 use crate::ckks::keys::KeyStorage;
-use crate::ckks::params::{ParametersLiteral, SecretDistribution};
+use crate::ckks::params::{DigitSplit, ParametersLiteral, SecretDistribution};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +73,11 @@ impl Preset {
     /// `(circuit prime bits, StC prime bits, CtS prime bits, special primes)`.
     /// The special primes are as many 61-bit primes as the 128-bit budget
     /// leaves: more of them means fewer, larger digits, so smaller keys and
-    /// faster key switching (`levels9`: 26 Q primes in 4 digits; `levels16`:
-    /// 33 in 9). The EvalMod (60-bit) and CoeffToSlot primes cannot shrink:
+    /// faster key switching. Each digit takes as many consecutive Q primes
+    /// as fit below P with the noise headroom ([`DigitSplit::FillP`]):
+    /// `levels9`'s 26 Q primes make 4 digits, the circuit levels (q_0..q_9)
+    /// two (one up to q_8); `levels16`'s 33 make 8, the circuit levels
+    /// (q_0..q_16) three (nine and five with equal prime counts). The EvalMod (60-bit) and CoeffToSlot primes cannot shrink:
     /// at N = 2^13, 56- or 54-bit EvalMod primes cost 3.5 or 5.5 bits of
     /// precision, 52- or 48-bit CoeffToSlot primes 0.8 or 4.5 bits (measured).
     fn layout(self) -> (u32, u32, u32, usize) {
@@ -99,11 +102,11 @@ impl Preset {
     }
 
     /// How the Galois keys are held. `levels16` needs 33 Q primes, so only
-    /// four special primes fit the 128-bit budget and its keys have nine
-    /// digits over 37 limbs: at full slots all its bootstrapping keys take
-    /// 12.9 GiB with expanded Galois keys, 6.8 GiB with seeded ones
-    /// (measured), within the 8 GiB goal; the regeneration did not show
-    /// above the timing noise (BENCHMARKS.md).
+    /// four special primes fit the 128-bit budget and its top-level keys
+    /// have eight digits over 37 limbs: with expanded Galois keys all its
+    /// bootstrapping keys would take about twice the seeded ones' memory
+    /// (12.9 against 6.8 GiB at full slots with nine digits, measured); the
+    /// regeneration did not show above the timing noise (BENCHMARKS.md).
     fn galois_key_storage(self) -> KeyStorage {
         match self {
             Preset::Levels9 | Preset::InsecureN11 => KeyStorage::Expanded,
@@ -122,14 +125,12 @@ impl Preset {
         log_q.extend(std::iter::repeat_n(stc_bits, config.stc_levels));
         log_q.extend(std::iter::repeat_n(60, config.eval_mod_depth()));
         log_q.extend(std::iter::repeat_n(cts_bits, config.cts_levels));
-        // Digits of at most `specials` primes, so that P (61-bit primes) exceeds each.
-        let dnum = log_q.len().div_ceil(specials);
         let literal = ParametersLiteral {
             log_n: self.log_n(),
             log_q,
             log_p: vec![61; specials],
             log_scale: circuit_bits,
-            dnum,
+            digits: DigitSplit::FillP,
             secret: SecretDistribution::Ternary,
             insecure: !self.is_secure(),
         };

@@ -4,7 +4,9 @@
 use super::presets::Preset;
 use super::*;
 use crate::ckks::precision::precision_real;
-use crate::ckks::{Decryptor, Encryptor, KeyStorage, ParametersLiteral, SecretDistribution};
+use crate::ckks::{
+    Decryptor, DigitSplit, Encryptor, KeyStorage, ParametersLiteral, SecretDistribution,
+};
 
 /// A chain shaped like the presets, at a small ring degree.
 fn small(log_n: u32, config: &BootstrapConfig, circuit_levels: usize) -> Parameters {
@@ -19,7 +21,7 @@ fn small(log_n: u32, config: &BootstrapConfig, circuit_levels: usize) -> Paramet
         log_q,
         log_p: vec![61; 6],
         log_scale: 40,
-        dnum,
+        digits: DigitSplit::Even(dnum),
         secret: SecretDistribution::Ternary,
         insecure: true,
     })
@@ -220,12 +222,37 @@ fn presets_are_secure_and_leave_the_promised_levels() {
         let params = Parameters::new(literal).expect("128-bit secure");
         assert!(params.is_secure());
         assert_eq!(params.max_level() - config.depth(), p.circuit_levels());
+        // Every digit (times its prime count, ModUp's overflow) the
+        // headroom below P, and the circuit levels in the fewest digits.
+        let log2 = |v: &[u64]| v.iter().map(|&x| (x as f64).log2()).sum::<f64>();
+        let log_p = log2(params.p());
+        for d in params.digits() {
+            let bits = log2(&params.q()[d.clone()]) + (d.len() as f64).log2();
+            assert!(
+                bits <= log_p - crate::ckks::params::FILL_P_HEADROOM_BITS,
+                "{}: {d:?}",
+                p.name()
+            );
+        }
+        let circuit_top = p.circuit_levels();
+        let circuit_digits = crate::ckks::keys::digits_up_to(&params, circuit_top).len();
+        let (total, circuit) = match p {
+            Preset::Levels9 => (4, 2),
+            Preset::Levels16 => (8, 3),
+            Preset::InsecureN11 => unreachable!(),
+        };
+        assert_eq!(
+            (params.digits().len(), circuit_digits),
+            (total, circuit),
+            "{}",
+            p.name()
+        );
         eprintln!(
             "{}: log QP = {:.1}, {} Q primes, dnum {}, depth {}",
             p.name(),
             params.log_qp(),
             params.q().len(),
-            params.literal().dnum,
+            params.digits().len(),
             config.depth()
         );
     }
@@ -317,7 +344,7 @@ fn bootstrap_on_36_bit_primes(config: BootstrapConfig) -> f64 {
         log_q,
         log_p: vec![61; 3],
         log_scale: 36,
-        dnum,
+        digits: DigitSplit::Even(dnum),
         secret: SecretDistribution::Ternary,
         insecure: true,
     })

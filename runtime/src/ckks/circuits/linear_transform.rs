@@ -10,6 +10,12 @@
 //! output is again summed in `Q_ℓ·P`; one ModDown per component ends the
 //! transform. A transform with `b` baby and `g` giant steps thus costs
 //! `1 + g` decompositions and `g + 2` ModDowns instead of `2(b + g)`.
+//!
+//! The diagonals and their products then cover the special primes too. A
+//! transform with many diagonals per baby step (a convolution's) saves
+//! those limbs by single hoisting: each baby rotation is brought down to
+//! `Q_ℓ` once and everything up to the giant steps' key switching stays
+//! there ([`Hoisting`], chosen by counting limb transforms).
 
 use crate::ckks::encoding::Encoder;
 use crate::ckks::encryption::Ciphertext;
@@ -269,34 +275,78 @@ fn extended_plaintext(encoder: &Encoder, coeffs: &[i128], level: usize) -> Poly 
     poly
 }
 
-/// A ciphertext over `Q_ℓ·P` holding `P` times its value.
+/// Where a linear transform keeps its baby rotations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hoisting {
+    /// Over `Q_ℓ·P`, times `P` (no ModDown): diagonals and their products
+    /// cover `ℓ + 1 + |P|` limbs.
+    Double,
+    /// Brought down to `Q_ℓ` (one ModDown of both components each):
+    /// diagonals and products cover `ℓ + 1` limbs, and the giant steps skip
+    /// the ModDown of their `c1`.
+    Single,
+}
+
+impl Hoisting {
+    /// The cheaper hoisting for a transform at `level` with `babies`
+    /// rotating baby steps, `giants` rotating giant steps and `diagonals`
+    /// diagonals, given `special_primes` = |P|. Counted in limb transforms
+    /// (an NTT, or a ModDown's share per limb): single hoisting saves
+    /// `diagonals·|P|` and spends `(2·babies − giants)·(ℓ + 1 + |P|)`.
+    pub fn choose(
+        special_primes: usize,
+        level: usize,
+        babies: usize,
+        giants: usize,
+        diagonals: usize,
+    ) -> Hoisting {
+        let saved = diagonals * special_primes;
+        let spent = (2 * babies).saturating_sub(giants) * (level + 1 + special_primes);
+        if special_primes > 0 && saved > spent {
+            Hoisting::Single
+        } else {
+            Hoisting::Double
+        }
+    }
+}
+
+/// A ciphertext over `Q_ℓ·P` holding `P` times its value, or (single
+/// hoisting) over `Q_ℓ` holding the value itself.
 struct Extended {
     c0: Poly,
     c1: Poly,
 }
 
 impl Evaluator {
-    /// A diagonal over `Q_level·P` (NTT), borrowed when already encoded at
-    /// that level.
+    /// A diagonal over `Q_level·P` (or `Q_level` alone when not `ext`; NTT),
+    /// borrowed when already encoded so.
     fn expand_diagonal<'a>(
         &self,
         d: &'a Diagonal,
         lt: &LinearTransform,
         level: usize,
+        ext: bool,
     ) -> std::borrow::Cow<'a, Poly> {
         use std::borrow::Cow;
         let ring = self.params.ring();
         match d {
-            Diagonal::Encoded(p) if p.level == level => Cow::Borrowed(p),
-            Diagonal::Encoded(p) => {
+            Diagonal::Encoded(p) if p.level == level && ext => Cow::Borrowed(p),
+            Diagonal::Encoded(p) if ext => {
                 let mut p = p.clone();
                 p.drop_to_level(level);
                 Cow::Owned(p)
             }
+            Diagonal::Encoded(p) => {
+                // Only the Q limbs up to `level`.
+                let n = ring.n();
+                let mut q = Poly::zero(ring, level, false, true);
+                q.data.copy_from_slice(&p.data[..(level + 1) * n]);
+                Cow::Owned(q)
+            }
             Diagonal::Compact(c) => {
                 let n = ring.n();
                 let gap = n / 2 / lt.slots;
-                let mut poly = Poly::zero(ring, level, true, false);
+                let mut poly = Poly::zero(ring, level, ext, false);
                 poly.for_each_limb(
                     ring,
                     #[inline(always)]
@@ -353,16 +403,17 @@ impl Evaluator {
             });
     }
 
-    /// `Σ_i d_i ⊙ x_i` over `Q_ℓ·P` for both components, each coefficient
-    /// summed in 128 bits and reduced once per 15 terms (each product is
-    /// below `2^124`, so 15 of them and the carried residue fit).
+    /// `Σ_i d_i ⊙ x_i` for both components, over the limbs of the `x_i`
+    /// (`Q_ℓ·P` or `Q_ℓ`), each coefficient summed in 128 bits and reduced
+    /// once per 15 terms (each product is below `2^124`, so 15 of them and
+    /// the carried residue fit).
     fn diagonal_sum(&self, terms: &[(&Poly, &Extended)]) -> Extended {
         let ring = self.params.ring();
         let n = ring.n();
         let first = terms[0].1;
-        let level = first.c0.level;
-        let mut c0 = Poly::zero(ring, level, true, true);
-        let mut c1 = Poly::zero(ring, level, true, true);
+        let (level, ext) = (first.c0.level, first.c0.ext);
+        let mut c0 = Poly::zero(ring, level, ext, true);
+        let mut c1 = Poly::zero(ring, level, ext, true);
         c0.data
             .par_chunks_mut(n)
             .zip(c1.data.par_chunks_mut(n))
@@ -397,93 +448,204 @@ impl Evaluator {
     }
 
     /// `M·v`; the output scale is the input scale times the diagonals' scale
-    /// (rescale afterwards).
+    /// (rescale afterwards). Hoisting as [`Hoisting::choose`] says.
     pub fn linear_transform(
         &self,
         ct: &Ciphertext,
         lt: &LinearTransform,
     ) -> Result<Ciphertext, CkksError> {
-        if ct.slots() != lt.slots {
-            return Err(CkksError::Mismatch(format!(
-                "transform on {} slots, ciphertext has {}",
-                lt.slots,
-                ct.slots()
-            )));
-        }
-        let ct = if ct.level() > lt.level {
-            self.drop_level(ct, lt.level)
-        } else {
-            ct.clone()
+        self.linear_transform_hoisted(ct, lt, None)
+    }
+
+    /// [`Evaluator::linear_transform`] with the hoisting forced (benchmarks
+    /// and tests), or chosen when `None`.
+    pub fn linear_transform_hoisted(
+        &self,
+        ct: &Ciphertext,
+        lt: &LinearTransform,
+        hoisting: Option<Hoisting>,
+    ) -> Result<Ciphertext, CkksError> {
+        self.linear_transform_sum(&[(ct, lt)], hoisting)
+    }
+
+    /// `Σ_i M_i·v_i` for `terms = [(v_i, M_i)]`: each input's baby steps
+    /// are hoisted from its own decomposition, and the inner sums of all
+    /// inputs for one giant step are added before that giant step's single
+    /// rotation, so a transform over several input ciphertexts pays for its
+    /// giant steps and final ModDowns once. Every input must be at the same
+    /// level and every product `scale(v_i)·scale(M_i)` equal; the output is
+    /// at that level and scale (rescale afterwards).
+    pub fn linear_transform_sum(
+        &self,
+        terms: &[(&Ciphertext, &LinearTransform)],
+        hoisting: Option<Hoisting>,
+    ) -> Result<Ciphertext, CkksError> {
+        let Some(&(first, first_lt)) = terms.first() else {
+            return Err(CkksError::InvalidArgument("a sum of no transforms".into()));
         };
+        let level = terms
+            .iter()
+            .map(|(ct, lt)| ct.level().min(lt.level))
+            .min()
+            .unwrap_or(0);
+        let out_scale = first.scale * first_lt.scale;
+        for (ct, lt) in terms {
+            if ct.slots() != lt.slots || ct.slots() != first.slots() {
+                return Err(CkksError::Mismatch(format!(
+                    "transform on {} slots, ciphertext has {}",
+                    lt.slots,
+                    ct.slots()
+                )));
+            }
+            if ct.level().min(lt.level) != level {
+                return Err(CkksError::Mismatch(format!(
+                    "transform terms at levels {} and {level}",
+                    ct.level().min(lt.level)
+                )));
+            }
+            let s = ct.scale * lt.scale;
+            if (s / out_scale - 1.0).abs() > 1e-12 {
+                return Err(CkksError::Mismatch(format!(
+                    "transform terms at scales 2^{:.3} and 2^{:.3}",
+                    s.log2(),
+                    out_scale.log2()
+                )));
+            }
+        }
         let ring = self.params.ring();
         let n = self.params.n();
-        let level = ct.level();
-        let babies: Vec<usize> = {
+        let element = |k: usize| galois_element_for_rotation(n, k as i64);
+        let babies_of = |lt: &LinearTransform| -> Vec<usize> {
             let mut b: Vec<usize> = lt.groups.values().flat_map(|g| g.keys().copied()).collect();
             b.sort();
             b.dedup();
             b
         };
-        let element = |k: usize| galois_element_for_rotation(n, k as i64);
+        let giant_steps: std::collections::BTreeSet<usize> = terms
+            .iter()
+            .flat_map(|(_, lt)| lt.groups.keys().copied())
+            .collect();
         let keys = self.keys_for(
-            babies
+            terms
                 .iter()
-                .chain(lt.groups.keys())
-                .filter(|&&k| k != 0)
-                .map(|&k| element(k)),
+                .flat_map(|(_, lt)| babies_of(lt))
+                .chain(giant_steps.iter().copied())
+                .filter(|&k| k != 0)
+                .map(element),
             level,
         )?;
 
-        // Baby steps: P·rot_i(ct) over Q_ℓ·P from one decomposition.
-        let dec = babies
+        let diagonals: usize = terms
             .iter()
-            .any(|&i| i != 0)
-            .then(|| self.decompose(&ct.c1));
-        let rotated: BTreeMap<usize, Extended> = babies
+            .map(|(_, lt)| lt.groups.values().map(|g| g.len()).sum::<usize>())
+            .sum();
+        let giants = giant_steps.iter().filter(|&&g| g != 0).count();
+        let rotating: usize = terms
             .iter()
-            .map(|&i| {
-                let x = if i == 0 {
-                    Extended {
-                        c0: self.lift_times_p(&ct.c0),
-                        c1: self.lift_times_p(&ct.c1),
+            .map(|(_, lt)| babies_of(lt).iter().filter(|&&i| i != 0).count())
+            .sum();
+        let k = ring.p_count();
+        let single = hoisting
+            .unwrap_or_else(|| Hoisting::choose(k, level, rotating, giants, diagonals))
+            == Hoisting::Single;
+
+        // Inner sums per giant step, over all inputs: Σ_b diag ⊙ rot_b(v_i),
+        // over Q_ℓ·P (times P), or Q_ℓ with single hoisting.
+        let mut inner: BTreeMap<usize, Extended> = BTreeMap::new();
+        for &(ct, lt) in terms {
+            let ct = if ct.level() > level {
+                self.drop_level(ct, level)
+            } else {
+                ct.clone()
+            };
+            let babies = babies_of(lt);
+            // Baby steps from one decomposition: P·rot_i(ct) over Q_ℓ·P, or
+            // (single hoisting) rot_i(ct) over Q_ℓ after a ModDown each.
+            let dec = babies
+                .iter()
+                .any(|&i| i != 0)
+                .then(|| self.decompose(&ct.c1));
+            let rotated: BTreeMap<usize, Extended> = babies
+                .iter()
+                .map(|&i| {
+                    let x = match (i, single) {
+                        (0, false) => Extended {
+                            c0: self.lift_times_p(&ct.c0),
+                            c1: self.lift_times_p(&ct.c1),
+                        },
+                        (0, true) => Extended {
+                            c0: ct.c0.clone(),
+                            c1: ct.c1.clone(),
+                        },
+                        _ => {
+                            let g = element(i);
+                            let perm = ring.galois_permutation(g);
+                            let dec = dec.as_ref().expect("decomposed when a baby step rotates");
+                            let (mut k0, k1) = self.key_inner_product(dec, keys[&g], Some(&perm));
+                            if single {
+                                let (k0, k1) =
+                                    rayon::join(|| self.mod_down(k0), || self.mod_down(k1));
+                                let mut c0 = ct.c0.permuted(&perm);
+                                c0.add_assign(ring, &k0);
+                                Extended { c0, c1: k1 }
+                            } else {
+                                self.add_times_p(&mut k0, &ct.c0, Some(&perm));
+                                Extended { c0: k0, c1: k1 }
+                            }
+                        }
+                    };
+                    (i, x)
+                })
+                .collect();
+            drop(dec);
+            for (&g, group) in &lt.groups {
+                let diagonals: Vec<(usize, std::borrow::Cow<'_, Poly>)> = group
+                    .par_iter()
+                    .map(|(&i, d)| (i, self.expand_diagonal(d, lt, level, !single)))
+                    .collect();
+                let terms: Vec<(&Poly, &Extended)> = diagonals
+                    .iter()
+                    .map(|(i, d)| (d.as_ref(), &rotated[i]))
+                    .collect();
+                let sum = self.diagonal_sum(&terms);
+                match inner.get_mut(&g) {
+                    None => {
+                        inner.insert(g, sum);
                     }
-                } else {
-                    let g = element(i);
-                    let perm = ring.galois_permutation(g);
-                    let dec = dec.as_ref().expect("decomposed when a baby step rotates");
-                    let (mut k0, k1) = self.key_inner_product(dec, keys[&g], Some(&perm));
-                    self.add_times_p(&mut k0, &ct.c0, Some(&perm));
-                    Extended { c0: k0, c1: k1 }
-                };
-                (i, x)
-            })
-            .collect();
-        drop(dec);
+                    Some(a) => {
+                        a.c0.add_assign(ring, &sum.c0);
+                        a.c1.add_assign(ring, &sum.c1);
+                    }
+                }
+            }
+        }
 
         // Giant steps, accumulated over Q_ℓ·P.
         let mut acc: Option<Extended> = None;
-        for (&g, group) in &lt.groups {
-            let diagonals: Vec<(usize, std::borrow::Cow<'_, Poly>)> = group
-                .par_iter()
-                .map(|(&i, d)| (i, self.expand_diagonal(d, lt, level)))
-                .collect();
-            let terms: Vec<(&Poly, &Extended)> = diagonals
-                .iter()
-                .map(|(i, d)| (d.as_ref(), &rotated[i]))
-                .collect();
-            let inner = self.diagonal_sum(&terms);
-            drop(terms);
-            drop(diagonals);
-            let term = if g == 0 {
-                inner
-            } else {
-                let e = element(g);
-                let perm = ring.galois_permutation(e);
-                let c1 = self.mod_down(inner.c1);
-                let dec = self.decompose(&c1);
-                let (mut k0, k1) = self.key_inner_product(&dec, keys[&e], Some(&perm));
-                k0.add_assign(ring, &inner.c0.permuted(&perm));
-                Extended { c0: k0, c1: k1 }
+        for (g, inner) in inner {
+            let term = match (g, single) {
+                (0, false) => inner,
+                (0, true) => Extended {
+                    c0: self.lift_times_p(&inner.c0),
+                    c1: self.lift_times_p(&inner.c1),
+                },
+                _ => {
+                    let e = element(g);
+                    let perm = ring.galois_permutation(e);
+                    let c1 = if single {
+                        inner.c1
+                    } else {
+                        self.mod_down(inner.c1)
+                    };
+                    let dec = self.decompose(&c1);
+                    let (mut k0, k1) = self.key_inner_product(&dec, keys[&e], Some(&perm));
+                    if single {
+                        self.add_times_p(&mut k0, &inner.c0, Some(&perm));
+                    } else {
+                        k0.add_assign(ring, &inner.c0.permuted(&perm));
+                    }
+                    Extended { c0: k0, c1: k1 }
+                }
             };
             acc = Some(match acc {
                 None => term,
@@ -499,8 +661,8 @@ impl Evaluator {
         Ok(Ciphertext {
             c0,
             c1,
-            scale: ct.scale * lt.scale,
-            slots: ct.slots,
+            scale: out_scale,
+            slots: first.slots,
             seed: None,
         })
     }

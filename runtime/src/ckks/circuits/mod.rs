@@ -4,5 +4,5 @@
 pub mod linear_transform;
 pub mod polynomial;
 
-pub use linear_transform::LinearTransform;
+pub use linear_transform::{Hoisting, LinearTransform};
 pub use polynomial::ChebyshevPoly;
